@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make train` (the demo) and `make test`.
+# Each creates .venv/ if needed and installs torch (CPU build by default) and the project.
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install train test test-slow test-all clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+train: install  ## the default demo; pass Hydra overrides with ARGS="experiment=smoke ..."
+	$(PY) train.py $(ARGS)
+
+test: install  ## the default suite (slow tests excluded)
+	$(PY) -m pytest -q $(ARGS)
+
+test-slow: install  ## only the slow tests
+	$(PY) -m pytest -q -m slow $(ARGS)
+
+test-all: install
+	$(PY) -m pytest -q -m "slow or not slow" $(ARGS)
+
+clean:
+	rm -rf logs multirun outputs .pytest_cache

@@ -1,0 +1,94 @@
+"""The shared LightningDataModule: train / val / holdout splits of plain uint8 images.
+
+Data sets return ``uint8`` tensors ``[3, S, S]``: a quarter of the bytes of float through worker
+pipes and host-to-device copies. Conversion to float in [0, 1] and the random horizontal flip
+happen on the device, batched, in :meth:`ImageDataModule.on_after_batch_transfer`. Masks are not
+the data's business: the LightningModule applies them.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+Split = Literal["train", "val", "holdout"]
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``[N, 3, S, S]`` -> float32 in [0, 1] (float input passes through)."""
+    return images.float().div_(255) if images.dtype == torch.uint8 else images
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Base class: subclasses implement :meth:`make_split`; this class does loaders and flips.
+
+    ``batch_size`` is per device (under DDP the global batch is ``batch_size * world_size``).
+    The holdout split is what the analyses run on; ``test_dataloader`` serves it too, so
+    ``trainer.test`` reports holdout metrics.
+    """
+
+    def __init__(
+        self,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        image_size: int = 128,
+        flip: bool = True,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.image_size = image_size
+        self.flip = flip
+        self.pin_memory = pin_memory
+        self._splits: dict[str, Dataset] = {}
+
+    def make_split(self, split: Split) -> Dataset:
+        """Return the data set of one split; items are uint8 tensors [3, image_size, image_size]."""
+        raise NotImplementedError
+
+    def split(self, split: Split) -> Dataset:
+        """The data set of one split, built once."""
+        if split not in self._splits:
+            self._splits[split] = self.make_split(split)
+        return self._splits[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted: tuple[Split, ...] = {
+            "fit": ("train", "val"), "validate": ("val",), "test": ("holdout",), "predict": ("holdout",)
+        }.get(stage, ("train", "val", "holdout"))
+        for name in wanted:
+            self.split(name)
+
+    def _loader(self, split: Split, train: bool = False) -> DataLoader:
+        return DataLoader(
+            self.split(split),
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=train,  # a last batch of one would break batch norm
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("holdout")
+
+    def holdout_dataloader(self) -> DataLoader:
+        return self._loader("holdout")
+
+    def on_after_batch_transfer(self, batch: torch.Tensor, dataloader_idx: int) -> torch.Tensor:
+        images = to_float(batch)
+        if self.flip and self.trainer is not None and self.trainer.training:
+            flip = torch.rand(images.shape[0], 1, 1, 1, device=images.device) < 0.5
+            images = torch.where(flip, images.flip(-1), images)
+        return images

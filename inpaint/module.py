@@ -1,0 +1,126 @@
+"""The LightningModule: Context Encoder training with Pathak's weighted L2 and adversarial loss.
+
+Masks are applied here, so data modules serve plain images. Generator and discriminator take
+turns in one manual-optimisation step (two Adam optimisers). PSNR, SSIM and the L2 are measured
+on the hole, the pixels actually removed from the input, for every split.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+from inpaint.errors import InpaintError
+from inpaint.models import ContextEncoder, Discriminator
+
+
+class InpaintingModule(L.LightningModule):
+    """Context Encoder (generator) + patch critic, rebuilt from its hyperparameters alone.
+
+    Args:
+        mask_size, bias_free, image_size, base_channels, bottleneck, overlap, dense_bottleneck:
+            the generator, see :class:`inpaint.models.ContextEncoder`.
+        adv_weight: weight of the adversarial term; the L2 gets ``1 - adv_weight`` (Pathak:
+            0.001). 0 trains by pure L2 and builds no discriminator.
+        ring_weight: L2 weight of the overlap ring relative to the hole (Pathak: 10).
+        lr_g, lr_d, beta1, beta2: the two Adam optimisers (PyTorch port: 2e-4, 2e-4, 0.5, 0.999).
+    """
+
+    def __init__(
+        self,
+        mask_size: int = 64,
+        bias_free: bool = True,
+        image_size: int = 128,
+        base_channels: int = 64,
+        bottleneck: int = 4000,
+        overlap: int | None = None,
+        dense_bottleneck: bool = True,
+        adv_weight: float = 0.001,
+        ring_weight: float = 10.0,
+        lr_g: float = 2e-4,
+        lr_d: float = 2e-4,
+        beta1: float = 0.5,
+        beta2: float = 0.999,
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= adv_weight <= 1.0:
+            raise InpaintError(f"model.adv_weight must lie in [0, 1], not {adv_weight} (Pathak: 0.001; 0 = pure L2).")
+        if lr_g <= 0 or lr_d <= 0:
+            raise InpaintError(f"learning rates must be positive, not lr_g={lr_g}, lr_d={lr_d}.")
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self.generator = ContextEncoder(mask_size, bias_free, image_size, base_channels, bottleneck, overlap, dense_bottleneck)
+        self.discriminator = Discriminator(mask_size, base_channels) if adv_weight > 0 else None
+        self.register_buffer("loss_weights", self.mask.loss_weights(ring_weight), persistent=False)
+        metrics = MetricCollection(
+            {
+                "psnr": PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3)),
+                "ssim": StructuralSimilarityIndexMeasure(data_range=1.0),
+            }
+        )
+        self.metrics = torch.nn.ModuleDict({f"{s}_": metrics.clone(prefix=f"{s}/") for s in ("train", "val", "holdout")})
+
+    @property
+    def mask(self):
+        return self.generator.mask
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] -> the same images with the hole inpainted."""
+        return self.generator.inpaint(images)
+
+    def shared_step(self, images: torch.Tensor, stage: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Predict the centre, log hole metrics; return (prediction, target, weighted L2)."""
+        g = self.generator
+        prediction = g(g.mask_input(images))
+        target = g.from_image(self.mask.crop(images))
+        l2 = ((prediction.float() - target) ** 2 * self.loss_weights).mean()
+        inner = self.mask.inner
+        hole_pred = g.to_image(prediction.detach().float())[..., inner, inner]
+        self.metrics[f"{stage}_"](hole_pred, self.mask.hole_of(images))
+        self.log(f"{stage}/l2", l2.detach(), prog_bar=stage != "train", sync_dist=stage != "train", batch_size=len(images))
+        self.log_dict(self.metrics[f"{stage}_"], prog_bar=stage != "train", on_step=False, on_epoch=True, batch_size=len(images))
+        return prediction, target, l2
+
+    def training_step(self, images: torch.Tensor, batch_idx: int) -> None:
+        prediction, target, l2 = self.shared_step(images, "train")
+        g_loss = l2
+        if self.discriminator is not None:
+            opt_g, opt_d = self.optimizers()
+            d_loss = self._critic_loss(target, prediction.detach())
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(d_loss)
+            opt_d.step()
+            fooled = self.discriminator(prediction)
+            adv = F.binary_cross_entropy_with_logits(fooled, torch.ones_like(fooled))
+            g_loss = (1 - self.hparams.adv_weight) * l2 + self.hparams.adv_weight * adv
+            self.log_dict({"train/d_loss": d_loss.detach(), "train/adv": adv.detach()}, batch_size=len(images))
+        else:
+            opt_g = self.optimizers()
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(g_loss)
+        opt_g.step()
+        self.log("train/g_loss", g_loss.detach(), prog_bar=True, batch_size=len(images))
+
+    def _critic_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """BCE of the critic: real centres labelled 1, predictions 0 (separate batches, as Pathak)."""
+        real_logits, fake_logits = self.discriminator(real), self.discriminator(fake)
+        return F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits)) + F.binary_cross_entropy_with_logits(
+            fake_logits, torch.zeros_like(fake_logits)
+        )
+
+    def validation_step(self, images: torch.Tensor, batch_idx: int) -> None:
+        self.shared_step(images, "val")
+
+    def test_step(self, images: torch.Tensor, batch_idx: int) -> None:
+        self.shared_step(images, "holdout")
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        hp = self.hparams
+        betas = (hp.beta1, hp.beta2)
+        optimizers = [torch.optim.Adam(self.generator.parameters(), lr=hp.lr_g, betas=betas)]
+        if self.discriminator is not None:
+            optimizers.append(torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr_d, betas=betas))
+        return optimizers

@@ -1,0 +1,125 @@
+"""The bias-free guarantee: in eval mode f(0) = 0, f(a y) = a f(y) and A_y y = f(y), for every
+mask size; the original model measurably breaks all three."""
+
+import pytest
+import torch
+from torch.func import jvp
+
+from inpaint.errors import InpaintError
+from inpaint.models import BiasFreeBatchNorm, ContextEncoder, Discriminator
+
+SIZES = (16, 32, 64)
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+def trained_like(mask_size: int, bias_free: bool = True, **kwargs) -> ContextEncoder:
+    """A small generator whose batch-norm statistics were set by train-mode passes, in eval mode."""
+    torch.manual_seed(mask_size)
+    g = ContextEncoder(mask_size, bias_free, base_channels=8, bottleneck=64, **kwargs)
+    norms = [m for m in g.modules() if hasattr(m, "running_var")]
+    for m in norms:
+        m.momentum = 1.0  # running statistics = those of one batch
+    with torch.no_grad():
+        g(g.mask_input(torch.rand(8, 3, 128, 128)))
+    for m in norms:
+        m.momentum = 0.1
+    return g.eval()
+
+
+@pytest.fixture(scope="module")
+def image() -> torch.Tensor:
+    torch.manual_seed(0)
+    return torch.rand(1, 3, 128, 128)
+
+
+@pytest.mark.parametrize("mask_size", SIZES)
+def test_bias_free_is_homogeneous_and_linear_at_each_input(mask_size, image):
+    g = trained_like(mask_size)
+    y = g.mask_input(image)
+    with torch.no_grad():
+        fy = g(y)
+        assert fy.shape == (1, 3, mask_size, mask_size)
+        assert fy.abs().max() > 1e-3  # not trivially zero
+        assert g(torch.zeros_like(y)).abs().max() == 0
+        for a in (0.01, 0.5, 2.0, 37.0):
+            assert rel(g(a * y), a * fy) < 1e-5, a
+    _, ay_y = jvp(g, (y,), (y,))  # A_y applied to y, by forward mode
+    assert rel(ay_y, fy) < 1e-5
+
+
+@pytest.mark.parametrize("mask_size", SIZES)
+def test_original_model_is_not_homogeneous(mask_size, image):
+    g = trained_like(mask_size, bias_free=False)
+    y = g.mask_input(image)
+    with torch.no_grad():
+        fy = g(y)
+        assert g(torch.zeros_like(y)).abs().max() > 1e-3
+        assert rel(g(0.5 * y), 0.5 * fy) > 1e-2
+    _, ay_y = jvp(g, (y,), (y,))
+    assert rel(ay_y, fy) > 1e-2
+
+
+def test_paper_width_model_is_bias_free(image):
+    g = ContextEncoder(64).eval()
+    assert sum(p.numel() for p in g.parameters()) == pytest.approx(71.1e6, rel=0.01)
+    assert not any(name.endswith("bias") for name, _ in g.named_parameters())
+    y = g.mask_input(image)
+    with torch.no_grad():
+        assert rel(g(3.0 * y), 3.0 * g(y)) < 1e-5
+
+
+def test_original_model_has_biases_tanh_and_pathak_fill(image):
+    g = ContextEncoder(64, bias_free=False, base_channels=8, bottleneck=64)
+    assert any(name.endswith("bias") for name, _ in g.named_parameters())
+    assert isinstance(g.decoder[-1], torch.nn.Tanh)
+    y = g.mask_input(image)
+    assert y.min() < 0  # inputs in [-1, 1]
+    assert torch.allclose(y[0, :, 60, 60], torch.tensor([2 * 117 / 255 - 1, 2 * 104 / 255 - 1, 2 * 123 / 255 - 1]))
+
+
+@pytest.mark.parametrize("bias_free", [True, False])
+def test_dense_bottleneck_equals_convolution(bias_free, image):
+    """E6 and D1 as Linear layers compute the same function as Pathak's 4x4 convolutions."""
+    conv = trained_like(64, bias_free, dense_bottleneck=False)
+    dense = ContextEncoder(64, bias_free, base_channels=8, bottleneck=64).eval()
+    pairs = list(zip(dense.state_dict().items(), conv.state_dict().values()))  # same order, other names
+    assert len(pairs) == len(conv.state_dict())
+    for (key, target), value in pairs:
+        if target.shape != value.shape:  # E6: (out, c, 4, 4) -> (out, in); D1: (in, c, 4, 4) -> (out, in)
+            if key.startswith("encoder"):
+                value = value.reshape(target.shape)
+            elif value.ndim == 4:
+                value = value.reshape(value.shape[0], -1).T
+            else:  # D1's per-channel bias, repeated over the 4x4 positions
+                value = value.repeat_interleave(16)
+        target.copy_(value)
+    y = dense.mask_input(image)
+    with torch.no_grad():
+        assert rel(dense(y), conv(y)) < 1e-5
+
+
+def test_bias_free_batch_norm_scales_without_shifting():
+    bn = BiasFreeBatchNorm(4)
+    x = torch.randn(16, 4, 5, 5) * 3 + 2
+    out = bn(x)
+    std = x.var(dim=(0, 2, 3), unbiased=True).sqrt()
+    assert torch.allclose(out, x / (std + 1e-5).view(1, -1, 1, 1), atol=1e-6)
+    assert torch.allclose(bn.running_var, 0.9 + 0.1 * std**2)
+    bn.eval()
+    assert torch.allclose(bn(2 * x), 2 * bn(x))
+    assert bn(torch.randn(3, 4)).shape == (3, 4)  # dense layers too
+
+
+@pytest.mark.parametrize("mask_size", SIZES)
+def test_discriminator_scores_patches(mask_size):
+    d = Discriminator(mask_size, base_channels=8)
+    assert d(torch.rand(5, 3, mask_size, mask_size)).shape == (5,)
+
+
+@pytest.mark.parametrize("kwargs", [dict(mask_size=48), dict(mask_size=64, image_size=100), dict(mask_size=64, bottleneck=0)])
+def test_impossible_models_are_refused(kwargs):
+    with pytest.raises(InpaintError):
+        ContextEncoder(**kwargs)

@@ -1,0 +1,85 @@
+"""Patches of the photographs packaged with scikit-image, matplotlib and scikit-learn."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from inpaint.data.photos import PhotoPatches, PhotosDataModule, load_photos, split_photos
+
+
+def test_photos_load() -> None:
+    photos = load_photos()
+    assert len(photos) == 18 and {"astronaut", "grace_hopper", "china", "stereo_motorcycle"} <= set(photos)
+    for image in photos.values():
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+        assert min(image.shape[:2]) >= 128
+
+
+def test_whole_photographs_are_held_out() -> None:
+    train, val, holdout = (set(split_photos(split)) for split in ("train", "val", "holdout"))
+    assert val and holdout and not (train & val or train & holdout or val & holdout)
+    assert train | val | holdout == set(load_photos())
+    dm = PhotosDataModule()
+    photos = load_photos()
+    for split, names in (("train", train), ("val", val), ("holdout", holdout)):
+        assert {id(image) for image in dm.split(split).photos} == {id(photos[name]) for name in names}
+
+
+@pytest.fixture(scope="module")
+def patches() -> PhotoPatches:
+    return PhotoPatches(list(load_photos().values()), length=64, seed=3)
+
+
+def test_patches_are_deterministic_and_varied(patches: PhotoPatches) -> None:
+    again = PhotoPatches(patches.photos, length=64, seed=3)
+    other_seed = PhotoPatches(patches.photos, length=64, seed=4)
+    batch = torch.stack([patches[i] for i in range(32)])
+    assert batch.dtype == torch.uint8 and batch.shape == (32, 3, 128, 128)
+    assert all(torch.equal(patches[i], again[i]) for i in range(32))
+    assert sum(torch.equal(patches[i], other_seed[i]) for i in range(32)) == 0
+    assert len({patch.numpy().tobytes() for patch in batch}) == 32
+    assert batch.float().std(dim=(1, 2, 3)).mean() > 20
+    with pytest.raises(IndexError):
+        patches[64]
+
+
+def test_scale_one_is_an_exact_crop() -> None:
+    photo = load_photos()["coffee"]
+    patch = PhotoPatches([photo], length=1, seed=0, scales=(1.0, 1.0))[0].permute(1, 2, 0).numpy()
+    _, _, (x, y), _ = cv2.minMaxLoc(cv2.matchTemplate(photo, patch, cv2.TM_SQDIFF))
+    assert np.array_equal(patch, photo[y : y + 128, x : x + 128])
+
+
+def test_smaller_scale_is_an_antialiased_downscale() -> None:
+    photo = np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    patch = PhotoPatches([photo], length=1, seed=0, scales=(0.5, 0.5))[0].permute(1, 2, 0).numpy()
+    block_means = photo.reshape(128, 2, 128, 2, 3).mean(axis=(1, 3))
+    assert np.abs(patch - block_means).max() <= 1
+
+
+def test_scale_is_clamped_to_small_photos() -> None:
+    photo = np.random.default_rng(0).integers(0, 256, (128, 200, 3), dtype=np.uint8)
+    dataset = PhotoPatches([photo], length=8, seed=0, scales=(0.5, 0.6))
+    offsets = set()
+    for i in range(8):
+        patch = dataset[i].permute(1, 2, 0).numpy()
+        offsets |= {x for x in range(73) if np.array_equal(patch, photo[:, x : x + 128])}
+    assert len(offsets) >= 4  # every patch is a crop, at varied positions
+
+
+def test_patches_come_from_every_photo() -> None:
+    photos = [np.full((200, 200, 3), value, dtype=np.uint8) for value in (0, 100, 200)]
+    values = {PhotoPatches(photos, length=30, seed=0)[i][0, 0, 0].item() for i in range(30)}
+    assert values == {0, 100, 200}
+
+
+def test_datamodule_loaders() -> None:
+    dm = PhotosDataModule(train_size=64, val_size=16, holdout_size=12, batch_size=8)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch.dtype == torch.uint8 and batch.shape == (8, 3, 128, 128)
+    assert len(dm.train_dataloader()) == 8 and len(dm.val_dataloader()) == 2
+    assert [len(b) for b in dm.test_dataloader()] == [8, 4]

@@ -1,0 +1,105 @@
+"""End to end: configs compose for every experiment, and train.py runs as a researcher runs it."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from celeba_tree import make_celeba_tree
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = ["logger=csv", "callbacks.rich_progress_bar=null", "callbacks.model_summary=null"]
+
+
+def run(*overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *overrides], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    if check:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def composed(*overrides: str):
+    os.environ.setdefault("INPAINT_ROOT", str(ROOT))
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+@pytest.mark.parametrize(
+    "experiment, data, mask, accelerator",
+    [("demo", "faces", 64, "cpu"), ("smoke", "faces", 64, "cpu"), ("paper_64", "celeba", 64, "gpu"), ("paper_16", "celeba", 16, "gpu")],
+)
+def test_experiments_compose_and_the_mask_size_flows_everywhere(experiment, data, mask, accelerator):
+    cfg = composed(f"experiment={experiment}")
+    assert cfg.data._target_.endswith(f"{data}.{ {'faces': 'FacesDataModule', 'celeba': 'CelebADataModule'}[data]}")
+    assert cfg.mask.size == cfg.model.mask_size == mask
+    assert cfg.model.overlap == cfg.mask.overlap == mask // 16
+    assert cfg.trainer.accelerator == accelerator
+
+
+@pytest.mark.parametrize("group", ["trainer=ddp", "trainer=ddp_cpu", "trainer=gpu", "logger=many", "logger=none",
+                                   "model=original", "mask=center32", "data=photos", "callbacks=none"])
+def test_config_groups_compose(group):
+    cfg = composed(group)
+    OmegaConf.to_container(cfg.model, resolve=True)
+    if group == "trainer=ddp_cpu":
+        assert cfg.trainer.devices == 2 and cfg.trainer.strategy.process_group_backend == "gloo"
+    if group == "model=original":
+        assert cfg.model.bias_free is False
+
+
+def test_demo_model_and_data_instantiate():
+    from hydra.utils import instantiate
+
+    cfg = composed()  # the default is the demo
+    model, data = instantiate(cfg.model), instantiate(cfg.data)
+    assert model.hparams.base_channels == 32 and model.hparams.mask_size == 64 and data.batch_size == 64
+
+
+def test_smoke_run_leaves_checkpoints_samples_and_an_offline_wandb_run(tmp_path):
+    result = run("experiment=smoke", f"hydra.run.dir={tmp_path}")
+    assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {"last.ckpt", "epoch_000.ckpt"}
+    assert (tmp_path / "samples" / "epoch_000.png").is_file()
+    media = list((tmp_path / "wandb").glob("offline-run-*/files/media/images/samples/*.png"))
+    assert len(media) == 1
+    assert "holdout/psnr" in result.stdout
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["hyper_parameters"]["mask_size"] == 64 and ckpt["global_step"] == 8  # 4 batches x 2 optimiser steps
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path):
+    run("experiment=smoke", f"hydra.run.dir={tmp_path / 'a'}", *QUIET)
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"
+    result = run("experiment=smoke", f"hydra.run.dir={tmp_path / 'b'}", f"ckpt_path={last}", "trainer.max_epochs=2", *QUIET)
+    assert "Restored all states from the checkpoint" in result.stdout + result.stderr
+    assert torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 16
+
+
+def test_multirun_sweeps_mask_sizes(tmp_path):
+    run("-m", "experiment=smoke", "mask=center16,center64", f"hydra.sweep.dir={tmp_path}", *QUIET)
+    for job, size in (("0", 16), ("1", 64)):
+        ckpt = torch.load(tmp_path / job / "checkpoints" / "last.ckpt", weights_only=False)
+        assert ckpt["hyper_parameters"]["mask_size"] == size
+
+
+def test_trains_on_a_celeba_tree(tmp_path):
+    tree = make_celeba_tree(tmp_path / "celeba", n_train=64, n_val=16, n_test=16)  # the smoke sizes
+    run("experiment=smoke", "data=celeba", f"data.root={tree}", f"hydra.run.dir={tmp_path / 'run'}", *QUIET)
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_wrong_celeba_root_fails_with_one_clear_message(tmp_path):
+    result = run("experiment=smoke", "data=celeba", f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}",
+                 *QUIET, check=False)
+    assert result.returncode == 2
+    output = result.stdout + result.stderr
+    assert "img_align_celeba" in output and "data.root=" in output
+    assert "Traceback" not in output
+    assert not (tmp_path / "run" / "checkpoints").exists()
