@@ -1,0 +1,1 @@
+"""The paper's analyses as plain functions of (generator, images) -> arrays; no Hydra in here."""

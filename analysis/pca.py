@@ -1,0 +1,200 @@
+"""The global analysis (paper section 3.2): PCA of the m x m centre crops of holdout originals and,
+separately, of the network's reconstructions of the same crops.
+
+Vectors are float64 and in [0, 1] pixel units. The covariance is streamed (memory independent of the
+number of images) and decomposed exactly with ``torch.linalg.eigh``. The authors centred the
+covariance but measured energy on uncentred vectors; both are offered and every output says which.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from inpaint.errors import InpaintError
+from inpaint.masks import CenterMask
+
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601
+
+
+def crop_vectors(images: torch.Tensor, mask: CenterMask, grayscale: bool = True) -> torch.Tensor:
+    """``[N, 3, S, S]`` images in [0, 1] -> ``[N, D]`` float64 vectors of their m x m centre crops.
+
+    Grayscale (the paper's default) takes BT.601 luma, D = m * m; RGB keeps the channels, D = 3 * m * m,
+    channel-major. Values stay in [0, 1] units, those of the authors' numbers (total variance ~177.6).
+    """
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise InpaintError(f"expected RGB images [N, 3, S, S], got shape {tuple(images.shape)}")
+    crops = mask.crop(images).to(torch.float64)
+    if grayscale:
+        crops = torch.einsum("c,nchw->nhw", crops.new_tensor(LUMA), crops)
+    return crops.reshape(len(crops), -1)
+
+
+@dataclass
+class PCA:
+    """Principal components of a set of vectors: the eigen-decomposition of their covariance."""
+
+    mean: torch.Tensor  # [D]
+    eigenvalues: torch.Tensor  # [D], descending, clipped at 0
+    eigenvectors: torch.Tensor  # [D, D], one unit eigenvector per column, same order
+    count: int  # number of vectors fitted
+    energy: float  # their mean squared norm ||x||^2 (F7), available without keeping the vectors
+
+    @property
+    def dim(self) -> int:
+        return len(self.mean)
+
+    @property
+    def total_variance(self) -> float:
+        """Sum of the eigenvalues (= trace of the covariance)."""
+        return self.eigenvalues.sum().item()
+
+    def components(self, k: int) -> torch.Tensor:
+        """The top-k eigenvectors as columns, ``[D, k]``."""
+        if not 0 <= k <= self.dim:
+            raise InpaintError(f"asked for {k} principal components of a {self.dim}-dimensional PCA")
+        return self.eigenvectors[:, :k]
+
+    def project(self, vectors: torch.Tensor, k: int, centred: bool = True) -> torch.Tensor:
+        """``[n, D]`` vectors projected on the top-k components: ``mean + Q_k Q_k^T (x - mean)`` if
+        centred, else ``Q_k Q_k^T x`` (the authors' code)."""
+        q = self.components(k)
+        x = self._as_vectors(vectors)
+        if centred:
+            return self.mean + (x - self.mean) @ q @ q.T
+        return x @ q @ q.T
+
+    def energy_captured(self, vectors: torch.Tensor, ks: Sequence[int], centred: bool = False) -> dict[int, float]:
+        """Mean over the vectors of EC_k = ||proj_k(x)|| / ||x|| (paper's equation 9), for each k in ks.
+
+        Uncentred (the authors): ``||Q_k^T x|| / ||x||``; centred: ``||Q_k^T (x - mean)|| / ||x - mean||``.
+        One matmul with the top-max(ks) components; each EC_k is a cumulative sum of squared coefficients.
+        """
+        if not ks or min(ks) < 0:
+            raise InpaintError(f"energy captured needs numbers of components k >= 0, got {list(ks)}")
+        x = self._as_vectors(vectors)
+        if centred:
+            x = x - self.mean
+        coefficients = x @ self.components(max(ks))
+        captured = torch.cat([coefficients.new_zeros(len(x), 1), coefficients.square().cumsum(dim=1)], dim=1)
+        ratios = captured[:, list(ks)].sqrt() / x.norm(dim=1, keepdim=True)
+        return dict(zip(ks, ratios.mean(dim=0).tolist()))
+
+    def _as_vectors(self, vectors: torch.Tensor) -> torch.Tensor:
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise InpaintError(f"expected [n, {self.dim}] vectors, got shape {tuple(vectors.shape)}")
+        return vectors.to(self.mean.device, torch.float64)
+
+
+class CovarianceAccumulator:
+    """Streams batches of ``[n, D]`` vectors, keeping in float64 their count, sum and the D x D sum
+    of outer products, so memory is independent of N (D = 12288 RGB crops take 1.2 GB)."""
+
+    def __init__(self, dim: int, device: torch.device | str | None = None) -> None:
+        self.dim = dim
+        self.count = 0
+        self.sum = torch.zeros(dim, dtype=torch.float64, device=device)
+        self.outer = torch.zeros(dim, dim, dtype=torch.float64, device=device)
+
+    def update(self, vectors: torch.Tensor) -> None:
+        """Adds a batch: one ``x^T x`` matmul, in place."""
+        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
+            raise InpaintError(f"expected [n, {self.dim}] vectors, got shape {tuple(vectors.shape)}")
+        x = vectors.to(self.outer.device, torch.float64)
+        self.count += len(x)
+        self.sum += x.sum(dim=0)
+        self.outer.addmm_(x.T, x)
+
+    def finish(self) -> PCA:
+        """Exact eigen-decomposition of the unbiased (N - 1) covariance, sorted by descending eigenvalue.
+
+        Each eigenvector's sign is fixed so that its largest-magnitude entry is positive, making
+        eigenimages and cosines comparable across runs."""
+        if self.count < 2:
+            raise InpaintError(f"PCA needs at least 2 vectors, got {self.count}")
+        mean = self.sum / self.count
+        covariance = (self.outer - self.count * torch.outer(mean, mean)) / (self.count - 1)
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+        eigenvalues, eigenvectors = eigenvalues.flip(0).clamp(min=0), eigenvectors.flip(1)
+        peaks = eigenvectors.gather(0, eigenvectors.abs().argmax(dim=0, keepdim=True))
+        eigenvectors = eigenvectors * peaks.sign()
+        energy = self.outer.trace().item() / self.count
+        return PCA(mean, eigenvalues, eigenvectors, self.count, energy)
+
+
+def fit_pca(batches: Iterable[torch.Tensor]) -> PCA:
+    """PCA of all the ``[n, D]`` batches together."""
+    accumulator = None
+    for batch in batches:
+        if accumulator is None:
+            accumulator = CovarianceAccumulator(batch.shape[1], batch.device)
+        accumulator.update(batch)
+    if accumulator is None:
+        raise InpaintError("PCA needs at least one batch of vectors, got none")
+    return accumulator.finish()
+
+
+def abs_cosine(a: PCA, b: PCA, k: int) -> torch.Tensor:
+    """``[k]``: |cos| between the i-th eigenvector of ``a`` and the i-th of ``b`` (F4); abs because
+    an eigenvector's sign is arbitrary."""
+    return (a.components(k) * b.components(k).to(a.mean.device)).sum(dim=0).abs()
+
+
+def mean_energy(vectors: torch.Tensor) -> float:
+    """Mean squared norm ||x||^2 over the vectors (F7's "total energy")."""
+    return vectors.to(torch.float64).square().sum(dim=1).mean().item()
+
+
+def psnr(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-vector PSNR in dB for data range 1, ``[n, D]`` -> ``[n]``."""
+    return -10 * (images.to(torch.float64) - targets.to(torch.float64)).square().mean(dim=1).log10()
+
+
+def projection_psnr(
+    reconstructions: torch.Tensor, originals: torch.Tensor, pca: PCA, ks: Sequence[int], centred: bool = True
+) -> dict[int, float]:
+    """Beyond the paper: mean PSNR against the originals of the reconstructions projected on the
+    top-k components of ``pca`` (the originals' PCA), for each k. Does projecting drop the
+    reconstruction's noise (F5)? Projections are not clamped to [0, 1]."""
+    originals = originals.to(pca.mean.device)
+    return {k: psnr(pca.project(reconstructions, k, centred), originals).mean().item() for k in ks}
+
+
+def summary(
+    pca_orig: PCA,
+    pca_recon: PCA,
+    orig_vectors: torch.Tensor,
+    recon_vectors: torch.Tensor,
+    ks: Sequence[int] = (1, 2, 5, 10, 25, 50, 100, 250, 500),
+    top: int = 50,
+) -> dict:
+    """The global analysis as a JSON-ready dict: spectra, eigenvector similarity (F4), energy of the
+    reconstructions captured by the originals' components (F6), total energy (F7) and projection
+    PSNR. ``ks`` beyond D are dropped; dict keys k are strings."""
+    if pca_orig.dim != pca_recon.dim:
+        raise InpaintError(f"PCAs of different dimensions: {pca_orig.dim} vs {pca_recon.dim}")
+    ks = [k for k in ks if k <= pca_orig.dim]
+    top = min(top, pca_orig.dim)
+
+    def by_k(values: dict[int, float]) -> dict[str, float]:
+        return {str(k): v for k, v in values.items()}
+
+    return {
+        "dim": pca_orig.dim,
+        "count": {"originals": pca_orig.count, "reconstructions": pca_recon.count, "vectors": len(orig_vectors)},
+        "eigenvalues": {
+            "originals": pca_orig.eigenvalues[:top].tolist(),
+            "reconstructions": pca_recon.eigenvalues[:top].tolist(),
+        },
+        "total_variance": {"originals": pca_orig.total_variance, "reconstructions": pca_recon.total_variance},
+        "abs_cosine": abs_cosine(pca_orig, pca_recon, top).tolist(),
+        "energy_captured": {  # reconstructions on the originals' components, as the paper's F6
+            "uncentred": by_k(pca_orig.energy_captured(recon_vectors, ks, centred=False)),
+            "centred": by_k(pca_orig.energy_captured(recon_vectors, ks, centred=True)),
+        },
+        "total_energy": {"originals": mean_energy(orig_vectors), "reconstructions": mean_energy(recon_vectors)},
+        "projection_psnr": {"centred": by_k(projection_psnr(recon_vectors, orig_vectors, pca_orig, ks, centred=True))},
+    }
