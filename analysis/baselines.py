@@ -55,6 +55,7 @@ def navier_stokes(images: torch.Tensor, mask: CenterMask, radius: int = 5) -> to
 
 
 def _hole_mask(mask: CenterMask) -> np.ndarray:
+    """``[S, S]`` bool, True on the hole (the pixels to fill)."""
     hole = np.zeros((mask.image_size, mask.image_size), bool)
     hole[mask.hole, mask.hole] = True
     return hole
@@ -132,7 +133,7 @@ def biharmonic_weight_maps(mask: CenterMask, pixels: Sequence[tuple[int, int]]) 
         side = m - 2 * overlap
         picks = np.zeros((side * side, len(in_hole)))
         picks[[(pixels[k][0] - overlap) * side + pixels[k][1] - overlap for k in in_hole], range(len(in_hole))] = 1.0
-        maps[in_hole] = (a_uk.T @ lu.solve(picks, trans="T")).T
+        maps[in_hole] = -(a_uk.T @ lu.solve(picks, trans="T")).T
     return torch.from_numpy(maps.reshape(len(pixels), size, size))
 
 

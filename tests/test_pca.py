@@ -1,4 +1,5 @@
 import dataclasses
+import json
 import math
 
 import pytest
@@ -164,8 +165,6 @@ def test_projection_psnr_rises_while_noise_is_outside(data, pca):
 
 
 def test_summary_is_json_ready(data, pca):
-    import json
-
     reconstructions = noisy_reconstructions(data, pca, kept=40)
     out = summary(pca, fit_pca([reconstructions]), data, reconstructions, top=10)
     json.dumps(out)

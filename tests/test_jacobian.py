@@ -1,0 +1,298 @@
+"""The local analysis: the exact Jacobian A_y (against autograd, and f(y) = A_y y), weight maps,
+phi_p on maps with known answers, the spectrum, and the two measurements beyond the paper."""
+
+import math
+
+import pytest
+import torch
+from torch.func import jvp
+
+from analysis.jacobian import (
+    centroid_offset,
+    effective_dimensionality,
+    grid_period,
+    homogeneity_error,
+    jacobian,
+    named_pixels,
+    net_bias,
+    participation_ratio,
+    phi_p,
+    svd_spectrum,
+    top_singular_vectors,
+    weight_map,
+)
+from inpaint.masks import CenterMask
+from inpaint.models import ContextEncoder
+
+
+def trained_like(mask_size: int, bias_free: bool = True) -> ContextEncoder:
+    """A small generator whose batch-norm statistics come from one train-mode pass (as in test_models), in eval mode."""
+    torch.manual_seed(mask_size)
+    g = ContextEncoder(mask_size, bias_free, base_channels=8, bottleneck=64)
+    norms = [m for m in g.modules() if hasattr(m, "running_var")]
+    for m in norms:
+        m.momentum = 1.0
+    with torch.no_grad():
+        g(g.mask_input(torch.rand(8, 3, 128, 128)))
+    for m in norms:
+        m.momentum = 0.1
+    return g.eval()
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+def close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal to float32 precision, relative to the largest entry of b."""
+    return (a - b).abs().max().item() <= 1e-6 * b.abs().max().item()
+
+
+@pytest.fixture(scope="module")
+def image() -> torch.Tensor:
+    torch.manual_seed(0)
+    return torch.rand(1, 3, 128, 128)
+
+
+@pytest.fixture(scope="module")
+def case16(image):
+    g = trained_like(16)
+    y = g.mask_input(image)[0]
+    return g, y, jacobian(g, y)
+
+
+@pytest.fixture(scope="module")
+def case64(image):
+    g = trained_like(64)
+    y = g.mask_input(image)[0]
+    return g, y, jacobian(g, y)
+
+
+def test_full_jacobian_equals_autograd(case16):
+    """Every entry, through products with random tangents (forward mode), and sampled rows against a
+    loop of reverse-mode autograd (all 768 rows would take most of the file's time budget)."""
+    g, y, jac = case16
+    assert jac.shape == (3, 16, 16, 3, 128, 128)
+    torch.manual_seed(2)
+    for tangent in torch.randn(2, 3, 128, 128):
+        _, expected = jvp(lambda x: g(x[None])[0], (y,), (tangent,))
+        assert rel(torch.einsum("aijchw,chw->aij", jac, tangent), expected) < 1e-5
+    rows = torch.randperm(768)[:40]
+    reference = torch.autograd.functional.jacobian(lambda x: g(x[None]).flatten()[rows], y)
+    assert close(jac.reshape(768, 3, 128, 128)[rows], reference)
+
+
+def test_pixel_rows_equal_autograd_at_64(case64):
+    g, y, _ = case64
+    pixels = [(0, 0), (32, 63), (5, 40)]
+    rows, cols = torch.tensor(pixels).T
+    reference = torch.autograd.functional.jacobian(lambda x: g(x[None])[0][:, rows, cols], y)  # (3, P, 3, H, W)
+    got = jacobian(g, y, pixels)
+    assert got.shape == (3, 3, 3, 128, 128)
+    assert close(got, reference.transpose(0, 1))
+
+
+@pytest.mark.parametrize("case", ["case16", "case64"])
+def test_jacobian_reproduces_the_output(case, request):
+    g, y, jac = request.getfixturevalue(case)
+    with torch.no_grad():
+        fy = g(y[None])[0]
+    assert fy.abs().max() > 1e-3
+    assert rel(torch.einsum("aijchw,chw->aij", jac, y), fy) < 1e-5
+
+
+def test_pixels_are_slices_of_the_full_jacobian_for_any_chunk(case64):
+    g, y, jac = case64
+    pixels = list(named_pixels(64).values()) + [(63, 0)]
+    expected = torch.stack([jac[:, i, j] for i, j in pixels])
+    for chunk in (1, 4, 256):  # 15 rows: one per chunk, chunks that split pixels, one chunk
+        got = jacobian(g, y, pixels, chunk=chunk)
+        assert got.shape == (5, 3, 3, 128, 128)
+        assert close(got, expected), chunk
+    with pytest.raises(IndexError):
+        jacobian(g, y, [(0, 64)])
+
+
+def test_channels_last_generator_gives_the_same_jacobian(case16):
+    g, y, jac = case16
+    pixels = [(3, 7), (15, 0)]
+    fast = trained_like(16).to(memory_format=torch.channels_last)
+    y_last = y[None].contiguous(memory_format=torch.channels_last)[0]  # a channels-last input too
+    got = jacobian(fast, y_last, pixels)
+    assert close(got, torch.stack([jac[:, i, j] for i, j in pixels]))
+
+
+def test_jacobian_runs_in_eval_mode_and_leaves_the_generator_as_it_was(case16):
+    _, y, jac = case16
+    g = trained_like(16).train()
+    g.decoder[-1].eval()  # a mixed state must come back exactly
+    norms = [m for m in g.modules() if hasattr(m, "running_var")]
+    running = [m.running_var.clone() for m in norms]
+    got = jacobian(g, y, [(8, 8)])
+    assert close(got[0], jac[:, 8, 8])  # eval mode was used
+    assert g.training and not g.decoder[-1].training
+    assert all(m.training for m in g.modules() if m is not g.decoder[-1])
+    assert all(torch.equal(before, m.running_var) for before, m in zip(running, norms))
+    assert all(p.requires_grad and p.grad is None for p in g.parameters())
+    homogeneity_error(g, y)
+    assert g.training
+
+
+@pytest.mark.parametrize("mask_size", [16, 64])
+def test_homogeneity_and_net_bias(mask_size, image):
+    free, biased = trained_like(mask_size), trained_like(mask_size, bias_free=False)
+    y_free, y_biased = free.mask_input(image)[0], biased.mask_input(image)[0]
+    assert homogeneity_error(free, y_free) < 1e-5
+    assert homogeneity_error(biased, y_biased) > 1e-2
+    assert homogeneity_error(free, free.mask_input(torch.rand(2, 3, 128, 128))) < 1e-5  # batches too
+    with torch.no_grad():
+        f_free, f_biased = free(y_free[None])[0], biased(y_biased[None])[0]
+    b_free, b_biased = net_bias(free, y_free), net_bias(biased, y_biased)
+    assert b_free.shape == b_biased.shape == (3, mask_size, mask_size)
+    assert b_free.norm() < 1e-5 * f_free.norm()
+    assert b_biased.norm() > 1e-2 * f_biased.norm()
+
+
+def test_weight_map_kinds():
+    rows = torch.randn(2, 3, 3, 8, 8)
+    assert torch.equal(weight_map(rows), rows[:, 0, 0])
+    colour = weight_map(rows, "colour")
+    assert colour.shape == (2, 8, 8)
+    assert torch.allclose(colour[1, 4, 5], rows[1, :, :, 4, 5].norm())
+    with pytest.raises(ValueError):
+        weight_map(rows, "red")
+
+
+def one_pixel(row: int, col: int, value: float = 1.0) -> torch.Tensor:
+    m = torch.zeros(128, 128)
+    m[row, col] = value
+    return m
+
+
+def test_phi_code_window_edges_by_hand():
+    # m = 64: s = 32, e = 96; window [floor(32 - 32p), floor(96 + 32p)) in both axes.
+    above = one_pixel(28, 50)  # inside once floor(32 - 32p) <= 28, i.e. p > 3/32
+    assert phi_p(above, 64, 0.09).item() == 0 and phi_p(above, 64, 0.1).item() == 1
+    below = one_pixel(99, 50)  # inside once floor(96 + 32p) >= 100, i.e. p >= 1/8 (floor, not round)
+    assert phi_p(below, 64, 0.1).item() == 0 and phi_p(below, 64, 0.125).item() == 1
+    corner = one_pixel(20, 100)  # both axes: rows need p > 11/32, columns p >= 5/32
+    assert phi_p(corner, 64, 0.34).item() == 0 and phi_p(corner, 64, 0.35).item() == 1
+
+
+def test_phi_code_zeroes_the_predicted_square_only():
+    both = one_pixel(60, 60) + one_pixel(10, 10)  # (60, 60) is inside the square [32, 96)^2
+    assert torch.allclose(phi_p(both, 64, [0.5, 0.65, 0.66, 1.0]), torch.tensor([0, 0, 1, 1], dtype=torch.float64))
+    band = one_pixel(5, 60)  # a column of the square, far above it: kept
+    assert phi_p(band, 64, 1.0).item() == 1 and phi_p(band, 64, 0.5).item() == 0
+    # The paper's window at p = 1 is the square itself, and nothing is zeroed.
+    assert phi_p(both, 64, 1.0, definition="paper").item() == pytest.approx(1 / math.sqrt(2))
+
+
+def test_phi_on_uniform_maps_is_a_ratio_of_areas():
+    ones = torch.ones(128, 128)
+    # code, m = 64, p = 0.5: window [16, 112) less the square: (96^2 - 64^2) / (128^2 - 64^2)
+    assert phi_p(ones, 64, 0.5).item() == pytest.approx(math.sqrt(5120 / 12288))
+    # code, m = 16, p = 0.25: s = 56, window [42, 86): (44^2 - 16^2) / (128^2 - 16^2)
+    assert phi_p(ones, 16, 0.25).item() == pytest.approx(math.sqrt(1680 / 16128))
+    # paper, m = 64, p = 0.5: window [48, 80), side 32 of 128; p = 0.1: [60.8, 67.2) -> [60, 68), side 8
+    assert phi_p(ones, 64, [0.5, 0.1], definition="paper").tolist() == pytest.approx([0.25, 1 / 16])
+    # A 3 x larger map changes nothing; p = 0 leaves an empty window.
+    assert phi_p(3 * ones, 64, [0.0, 1.0]).tolist() == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("definition", ["code", "paper"])
+def test_phi_is_monotone_bounded_and_shaped(definition, case64):
+    _, _, jac = case64
+    pixels = named_pixels(64)
+    maps = torch.stack([weight_map(jac[:, i, j], kind) for i, j in pixels.values() for kind in ("channel0", "colour")])
+    maps = torch.cat([maps, torch.randn(4, 128, 128)]).reshape(3, 4, 128, 128)
+    ps = torch.linspace(0, 1, 41)
+    phi = phi_p(maps, 64, ps, definition=definition)
+    assert phi.shape == (3, 4, 41)
+    assert (phi.diff(dim=-1) >= -1e-12).all()
+    assert (phi >= 0).all() and (phi <= 1 + 1e-12).all()
+    assert torch.equal(phi_p(maps, 64, 0.35, definition=definition), phi_p(maps, 64, [0.35], definition=definition)[..., 0])
+    assert phi_p(maps, 64, 0.35).shape == (3, 4)
+    if definition == "code":
+        assert torch.allclose(phi[..., -1], torch.ones(3, 4, dtype=torch.float64))
+    with pytest.raises(ValueError):
+        phi_p(maps, 64, 1.5, definition=definition)
+
+
+def small_jacobian() -> tuple[torch.Tensor, CenterMask]:
+    """A random A_y-shaped tensor for m = 4 on 16 x 16 inputs, its mask's hole being [6, 10)^2."""
+    torch.manual_seed(1)
+    mask = CenterMask(16, 4)
+    return torch.randn(3, 4, 4, 3, 16, 16), mask
+
+
+@pytest.mark.parametrize("known_only", [True, False])
+def test_svd_spectrum_equals_svdvals(known_only):
+    jac, mask = small_jacobian()
+    keep = torch.ones(16, 16, dtype=torch.bool)
+    if known_only:
+        keep[6:10, 6:10] = False
+    expected = torch.linalg.svdvals(jac.reshape(48, 3, 16, 16)[:, :, keep].reshape(48, -1).double())
+    s = svd_spectrum(jac, known_only, mask)
+    assert s.shape == (48,) and (s.diff() <= 0).all()
+    assert torch.allclose(s, expected, rtol=1e-6)
+    assert not torch.allclose(svd_spectrum(jac, not known_only, mask), expected, rtol=1e-3)
+
+
+def test_svd_spectrum_infers_the_mask_from_a_full_jacobian(case16):
+    _, _, jac = case16
+    s = svd_spectrum(jac)
+    assert s.shape == (768,)
+    known = torch.ones(128, 128, dtype=torch.bool)
+    known[57:71, 57:71] = False  # m = 16, overlap 1: the hole is [57, 71)
+    # sum s^2 is the squared Frobenius norm of the known columns
+    assert effective_dimensionality(s) == pytest.approx(jac[..., known].double().square().sum().item(), rel=1e-9)
+
+
+def test_top_singular_vectors_are_singular_vectors():
+    jac, mask = small_jacobian()
+    s, u, v = top_singular_vectors(jac, 3, mask=mask)
+    assert u.shape == (3, 3, 4, 4) and v.shape == (3, 3, 16, 16)
+    assert torch.allclose(s, svd_spectrum(jac, True, mask)[:3])
+    a = jac.reshape(48, -1)
+    assert torch.allclose(u.flatten(1) @ u.flatten(1).T, torch.eye(3), atol=1e-5)
+    assert torch.allclose(v.flatten(1) @ v.flatten(1).T, torch.eye(3), atol=1e-5)
+    assert torch.allclose(a @ v.flatten(1).T, u.flatten(1).T * s.float(), rtol=1e-5, atol=1e-4)  # A v = s u
+    assert v[:, :, mask.hole, mask.hole].abs().max() == 0
+    assert (u.flatten(1).sum(1) >= 0).all()
+
+
+@pytest.mark.parametrize("rank", [1, 5, 12])
+def test_dimensionality_of_a_projection_is_its_rank(rank):
+    torch.manual_seed(rank)
+    q, _ = torch.linalg.qr(torch.randn(40, rank, dtype=torch.float64))
+    s = torch.linalg.svdvals(q @ q.T)
+    assert effective_dimensionality(s) == pytest.approx(rank)
+    assert participation_ratio(s) == pytest.approx(rank)
+    assert participation_ratio(torch.tensor([1.0, 0.1])) == pytest.approx(1.01**2 / 1.0001)
+
+
+def test_centroid_offset_of_one_bright_pixel():
+    m = one_pixel(40, 90, -2.0)  # weight's sign does not matter
+    assert centroid_offset(m, (5, 50), mask_start=32) == pytest.approx((3.0, 8.0))
+    two = one_pixel(10, 10) + one_pixel(30, 10, 3.0)  # centroid row 25
+    assert centroid_offset(two, (0, 0), mask_start=0) == pytest.approx((25.0, 10.0))
+
+
+def square_wave(x: torch.Tensor, period: int) -> torch.Tensor:
+    return (torch.remainder(x, period) < period / 2).to(x.dtype)
+
+
+def test_grid_period_finds_a_planted_grid():
+    rows, cols = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
+    envelope = torch.exp(-((rows - 70) ** 2 + (cols - 60) ** 2) / (2 * 25.0**2))
+    gridded = envelope * (1 + 0.3 * square_wave(rows, 8) + 0.3 * square_wave(cols, 16))
+    found = grid_period(gridded)
+    assert found["period_rows"] == 8 and found["period_cols"] == 16
+    plain = grid_period(envelope + 0.01 * torch.rand(128, 128))
+    assert min(found["power_fraction_rows"], found["power_fraction_cols"]) > 0.2 > 20 * plain["power_fraction_rows"]
+
+
+def test_named_pixels():
+    assert named_pixels(64) == {"corner": (0, 0), "diagonal": (8, 8), "centre": (32, 32), "edge": (32, 63)}
+    assert named_pixels(16)["edge"] == (8, 15)
