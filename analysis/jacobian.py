@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import jvp, vjp, vmap
 
-from inpaint.errors import InpaintError
 from inpaint.masks import CenterMask
 
 PIXEL_NAMES = ("corner", "diagonal", "centre", "edge")  # the order of the paper's figure 10
@@ -62,10 +61,13 @@ def jacobian(
 
     One forward pass (``torch.func.vjp``), then ``torch.func.vmap`` of the pull-back over ``chunk``
     one-hot cotangents at a time, which bounds the extra memory to about ``chunk`` backward passes.
-    This is 3x faster than ``autograd.grad(..., is_grads_batched=True)`` (which re-runs the batched
-    backward through autograd's own vmap) and 10-15x faster than a Python loop of one ``autograd.grad``
-    per output scalar. The generator's modes, its parameters' ``requires_grad`` and their ``.grad`` are
-    left as they were (``torch.func`` differentiates the input only); channels_last models work too.
+    At m = 64 on 2 idle CPU cores this takes about 7 ms a row for the paper-width model (90 s for
+    the whole A_y, against 4.3 min for a Python loop of one ``autograd.grad`` per output scalar) and
+    3 ms a row at demo width (32, 1024); ``autograd.grad(..., is_grads_batched=True)`` was 1.5-4.5x
+    slower than this (measured with the cores shared). ``chunk`` = 256 was within 15 % of the best
+    of 64-512 when idle and the best when the cores were shared. The generator's modes, its
+    parameters' ``requires_grad`` and ``.grad`` are left as they were (``torch.func`` differentiates
+    the input only), and channels_last models work too.
     """
     if masked.ndim != 3:
         raise ValueError(f"jacobian takes one masked input [3, H, W], not a tensor of shape {tuple(masked.shape)}.")
@@ -102,8 +104,9 @@ def apply_jacobian(generator: nn.Module, masked: torch.Tensor) -> tuple[torch.Te
 
 
 def homogeneity_error(generator: nn.Module, masked: torch.Tensor) -> float:
-    """||A_y y - f(y)|| / ||f(y)||: about 1e-6 (float32) for the bias-free model, which is linear at y;
-    large for the biased one."""
+    """||A_y y - f(y)|| / ||f(y)||: for the bias-free model zero up to float32 rounding (often exactly
+    zero: with the tangent y, forward mode repeats the forward's own arithmetic); large for the
+    biased one, whose biases, batch-norm shifts and Tanh the tangent does not see."""
     fy, ay_y = apply_jacobian(generator, masked)
     return ((ay_y - fy).norm() / fy.norm()).item()
 
@@ -137,13 +140,14 @@ def phi_p(
 
     A scalar p gives ``(...)``; a sequence or 1-D tensor of p gives ``(..., len(p))`` (float64).
 
-    "code", the authors' code, which produced their reported numbers: first zero the Jacobian's
-    columns inside the predicted square, i.e. the map's entries at input pixels [s, e) x [s, e)
-    (s = (S - m) / 2, e = s + m). SPEC section 6 speaks of A_y's columns (one per input pixel; a
-    map is one of its rows), and of the square, not of a band of image columns. Those entries are
-    not zero even where the input is (the hole), but they never contribute to f(y) = A_y y; note that
-    the visible overlap ring is zeroed too. Then the window is [floor(s - p s), floor(e + p s)) in
-    both axes, so p is the fraction of the margin between the square and the border: phi_0 = 0,
+    "code", the authors' code, which produced their reported numbers (SPEC section 6): first zero
+    the map at the input pixels inside the predicted square, [s, e) x [s, e) with s = (S - m) / 2 and
+    e = s + m. The SPEC's "zero the columns inside the predicted square" means the columns of A_y
+    (one per input pixel; a weight map is one row of A_y) that lie in the square, not a band of image
+    columns [s, e) running through all rows. The square holds the hole, whose entries are not zero
+    although they act on zero inputs, and the visible overlap ring, whose entries do act on y but
+    are inside the square all the same. Then the window is [floor(s - p s), floor(e + p s)) in both
+    axes, so p is the fraction of the margin between the square and the border: phi_0 = 0 and
     phi_1 = 1. Numerator and denominator both use the zeroed map.
 
     "paper", equation (8) as written: the window [(S - p m) / 2, (S + p m) / 2) in both axes of the
@@ -156,12 +160,13 @@ def phi_p(
         raise ValueError(f"p must be a number or a 1-D sequence of numbers in [0, 1], not {p}.")
     s, e = (image_size - mask_size) // 2, (image_size + mask_size) // 2
     energy = weight_map.to(torch.float64).square()
+    qs = ps.reshape(-1).tolist()
     if definition == "code":
         energy[..., s:e, s:e] = 0.0
-        lo = [math.floor(s - q * s) for q in ps.reshape(-1).tolist()]  # the authors' arithmetic, in float64
-        hi = [math.floor(e + q * s) for q in ps.reshape(-1).tolist()]
+        lo = [math.floor(s - q * s) for q in qs]  # the authors' arithmetic, in Python floats
+        hi = [math.floor(e + q * s) for q in qs]
     elif definition == "paper":
-        lo = [math.floor((image_size - q * mask_size) / 2) for q in ps.reshape(-1).tolist()]
+        lo = [math.floor((image_size - q * mask_size) / 2) for q in qs]
         hi = [image_size - start for start in lo]
     else:
         raise ValueError(f'phi_p definition must be "code" or "paper", not {definition!r}.')
@@ -177,7 +182,8 @@ def _known(jac: torch.Tensor, known_only: bool, mask: CenterMask | None) -> torc
     """(H, W) boolean: the input pixels whose columns of A_y are kept."""
     keep = torch.ones(jac.shape[-2:], dtype=torch.bool, device=jac.device)
     if known_only:
-        mask = mask or CenterMask(jac.shape[-1], jac.shape[-5])  # from a full (3, m, m, 3, S, S) A_y
+        if mask is None:
+            mask = CenterMask(jac.shape[-1], jac.shape[-5])  # read off a full (3, m, m, 3, S, S) A_y
         keep[mask.hole, mask.hole] = False
     return keep
 
@@ -200,10 +206,10 @@ def svd_spectrum(jac: torch.Tensor, known_only: bool = True, mask: CenterMask | 
     so its columns never act on y. ``mask`` defaults to the centre mask matching a full A_y.
 
     Computed as the square roots of the eigenvalues (``eigvalsh``) of the Gram matrix A A^T formed in
-    float64, never A itself in float64 (at m = 64 A is 12288 x 39744 known columns, 1.8 GiB in float32):
-    about 10 minutes at m = 64 on 2 CPU cores, against under a second at m = 16. Squaring costs nothing
-    that matters: values below ~1e-8 of the largest are lost, and the float32 A_y is only
-    accurate to ~1e-7 anyway.
+    float64 (never A itself in float64: at m = 64 it is 12288 x 39744 known columns, 1.8 GiB in
+    float32). At m = 64 on 2 CPU cores that is about 4 minutes for A A^T and 2 for ``eigvalsh``;
+    at m = 16 a second or two. Squaring loses only values below ~1e-8 of the largest, and the float32
+    A_y is accurate to ~1e-7 anyway.
     """
     values = torch.linalg.eigvalsh(_gram(jac, _known(jac, known_only, mask)))
     return values.clamp(min=0).sqrt().flip(0)
@@ -216,8 +222,8 @@ def top_singular_vectors(
     vectors U as ``(k, 3, m, m)`` output images and right ones V as ``(k, 3, H, W)`` input images.
 
     U are the top eigenvectors of the float64 Gram matrix A A^T (scipy's subset ``eigh``, which skips
-    the other eigenvectors), V = A^T U / s (zero in the hole when ``known_only``). Each pair's sign is
-    chosen so that the output image U sums to a non-negative value.
+    the other eigenvectors: about 3 minutes at m = 64 on top of the Gram's 4), V = A^T U / s (zero in
+    the hole when ``known_only``). Each pair's sign makes the output image U sum to >= 0.
     """
     keep = _known(jac, known_only, mask)
     gram = _gram(jac, keep)
@@ -269,13 +275,15 @@ def grid_period(weight_map: torch.Tensor, smooth: int = 32) -> dict[str, float]:
     of 32 passes every period dividing 32 untouched. Its 2-D power spectrum, summed over the other
     axis, gives the power per frequency down the rows and across the columns; the strongest frequency
     with a period of at most ``smooth`` is reported, with its share of the residual's power
-    (``power_fraction_*``; a flat spectrum gives about 2 / H, 0.016 at 128; a planted 30 % grid on a
-    smooth blob about 0.3; what leaks from the envelope itself stays below it).
+    (``power_fraction_*``). A flat spectrum gives about 2 / H (0.016 at 128) and a planted 30 % grid
+    on a smooth blob about 0.3; an untrained demo-width model's maps give about 0.07 (what leaks from
+    their envelope), so compare pixels and models rather than trusting an absolute threshold.
 
     Reading it: the map is a gradient w.r.t. the input, which passes back through the encoder's five
     stride-2 convolutions; a period of 2, 4, 8, 16 or 32 input pixels matches the sampling grid after
-    encoder layer 1..5 (32: the 4 x 4 bottleneck cells). Periods come in steps of H / k, and a sharp
-    comb can report a harmonic (a divisor of its true period).
+    encoder layer 1..5 (32: the 4 x 4 bottleneck cells). Those strides are the same for every m, so
+    a period growing with m, as the paper describes, would point at what was learned rather than at
+    the strides. Periods come in steps of H / k, and a sharp comb can report a harmonic.
     """
     weight = weight_map.abs().double()[None, None]
     padding = (smooth // 2, smooth - 1 - smooth // 2) * 2

@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-from torch.func import jvp
 
 from analysis.jacobian import (
     centroid_offset,
@@ -69,17 +68,10 @@ def case64(image):
 
 
 def test_full_jacobian_equals_autograd(case16):
-    """Every entry, through products with random tangents (forward mode), and sampled rows against a
-    loop of reverse-mode autograd (all 768 rows would take most of the file's time budget)."""
     g, y, jac = case16
     assert jac.shape == (3, 16, 16, 3, 128, 128)
-    torch.manual_seed(2)
-    for tangent in torch.randn(2, 3, 128, 128):
-        _, expected = jvp(lambda x: g(x[None])[0], (y,), (tangent,))
-        assert rel(torch.einsum("aijchw,chw->aij", jac, tangent), expected) < 1e-5
-    rows = torch.randperm(768)[:40]
-    reference = torch.autograd.functional.jacobian(lambda x: g(x[None]).flatten()[rows], y)
-    assert close(jac.reshape(768, 3, 128, 128)[rows], reference)
+    reference = torch.autograd.functional.jacobian(lambda x: g(x[None])[0], y)  # a loop of 768 backward passes
+    assert close(jac, reference)
 
 
 def test_pixel_rows_equal_autograd_at_64(case64):
@@ -203,6 +195,7 @@ def test_phi_on_uniform_maps_is_a_ratio_of_areas():
 @pytest.mark.parametrize("definition", ["code", "paper"])
 def test_phi_is_monotone_bounded_and_shaped(definition, case64):
     _, _, jac = case64
+    torch.manual_seed(3)
     pixels = named_pixels(64)
     maps = torch.stack([weight_map(jac[:, i, j], kind) for i, j in pixels.values() for kind in ("channel0", "colour")])
     maps = torch.cat([maps, torch.randn(4, 128, 128)]).reshape(3, 4, 128, 128)
@@ -211,8 +204,9 @@ def test_phi_is_monotone_bounded_and_shaped(definition, case64):
     assert phi.shape == (3, 4, 41)
     assert (phi.diff(dim=-1) >= -1e-12).all()
     assert (phi >= 0).all() and (phi <= 1 + 1e-12).all()
-    assert torch.equal(phi_p(maps, 64, 0.35, definition=definition), phi_p(maps, 64, [0.35], definition=definition)[..., 0])
-    assert phi_p(maps, 64, 0.35).shape == (3, 4)
+    scalar = phi_p(maps, 64, 0.35, definition=definition)
+    assert scalar.shape == (3, 4)
+    assert torch.equal(scalar, phi_p(maps, 64, [0.35], definition=definition)[..., 0])
     if definition == "code":
         assert torch.allclose(phi[..., -1], torch.ones(3, 4, dtype=torch.float64))
     with pytest.raises(ValueError):
@@ -284,6 +278,7 @@ def square_wave(x: torch.Tensor, period: int) -> torch.Tensor:
 
 
 def test_grid_period_finds_a_planted_grid():
+    torch.manual_seed(4)
     rows, cols = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
     envelope = torch.exp(-((rows - 70) ** 2 + (cols - 60) ** 2) / (2 * 25.0**2))
     gridded = envelope * (1 + 0.3 * square_wave(rows, 8) + 0.3 * square_wave(cols, 16))

@@ -1,0 +1,461 @@
+"""The paper's figures (F1-F10) and the extensions' figures: arrays in, a matplotlib ``Figure`` out.
+
+Only the object-oriented API is used (``matplotlib.figure.Figure``, no pyplot state), so figures can be
+drawn from any thread and under any backend. :func:`save` writes a PNG; :func:`to_rgb_array` renders a
+figure to an ``H x W x 3`` uint8 array for W&B or TensorBoard.
+
+Inputs may be torch tensors or numpy arrays. Images are in [0, 1], ``[3, S, S]`` or batches
+``[N, 3, S, S]``; centre crops may come as vectors ``[D]``, D = m * m (grayscale) or 3 * m * m (RGB,
+channel-major). Fonts are large and words few, so that figures stay readable at W&B's ~400 px thumbnails.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+
+from inpaint.masks import CenterMask
+
+TITLE, LABEL, TICK, SMALL = 16, 14, 12, 11  # font sizes in points
+DPI = 110
+DIVERGING = "RdBu_r"  # red positive, blue negative, white zero
+MAGNITUDE = "magma"
+
+# Authors' numbers on CelebA (SPEC section 6), for orientation only.
+AUTHORS_PHI = {  # phi_p by the authors' code definition, at p = 0.1, 0.25, 0.35, 0.5
+    64: {
+        "centre": {0.1: 0.523, 0.25: 0.740, 0.35: 0.819, 0.5: 0.905},
+        "corner": {0.1: 0.673, 0.25: 0.836, 0.35: 0.888, 0.5: 0.931},
+        "edge": {0.1: 0.700, 0.25: 0.894, 0.35: 0.922, 0.5: 0.952},
+    },
+    16: {"centre": {0.1: 0.903, 0.25: 0.936, 0.35: 0.953, 0.5: 0.975}},
+}
+AUTHORS_ENERGY = {10: 0.976, 100: 0.993, 500: 0.997}  # mean EC_k, uncentred, 64 mask
+STAT_NAMES = {"effective_dimensionality": "eff. dim", "participation_ratio": "PR"}
+
+
+def save(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
+    """Writes ``fig`` as a PNG (creating the folder) and returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, format="png")
+    return path
+
+
+def to_rgb_array(fig: Figure) -> np.ndarray:
+    """The figure rendered by Agg at its own dpi, as an ``H x W x 3`` uint8 array."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def _as_numpy(x) -> np.ndarray:
+    """A torch tensor (any device or dtype) or array-like as a float64 numpy array."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _crop(vector, m: int) -> np.ndarray:
+    """A crop vector ``[D]`` as an ``[m, m]`` (D = m * m) or ``[3, m, m]`` (D = 3 * m * m) image."""
+    v = _as_numpy(vector).reshape(-1)
+    if v.size not in (m * m, 3 * m * m):
+        raise ValueError(f"a crop vector of {v.size} values is neither {m}x{m} grayscale nor 3x{m}x{m} RGB.")
+    return v.reshape(m, m) if v.size == m * m else v.reshape(3, m, m)
+
+
+def _image(ax, image, **kwargs):
+    """Shows ``[3, H, W]`` (RGB, clipped to [0, 1]) or ``[H, W]`` (gray in [0, 1] unless ``kwargs`` set a
+    colour map and scale) without ticks, keeping the axes' labels usable as row names."""
+    image = _as_numpy(image) if not np.ma.isMaskedArray(image) else image
+    if image.ndim == 3:
+        shown = ax.imshow(np.clip(image.transpose(1, 2, 0), 0, 1), **kwargs)
+    else:
+        gray = {} if "cmap" in kwargs or "norm" in kwargs else {"cmap": "gray", "vmin": 0, "vmax": 1}
+        shown = ax.imshow(image, **(gray | kwargs))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return shown
+
+
+def _batch(images) -> np.ndarray:
+    """``[3, S, S]`` or ``[N, 3, S, S]`` as ``[N, 3, S, S]``."""
+    images = _as_numpy(images)
+    return images[None] if images.ndim == 3 else images
+
+
+def _figure(title: str, size: tuple[float, float]) -> Figure:
+    fig = Figure(figsize=size, layout="constrained")
+    fig.suptitle(title, fontsize=TITLE)
+    return fig
+
+
+def _plot(title: str, xlabel: str, ylabel: str, size: tuple[float, float] = (6.4, 4.4)):
+    """A one-axes figure with large labels and a light grid."""
+    fig = _figure(title, size)
+    ax = fig.add_subplot()
+    ax.set_xlabel(xlabel, fontsize=LABEL)
+    ax.set_ylabel(ylabel, fontsize=LABEL)
+    ax.tick_params(labelsize=TICK)
+    ax.grid(alpha=0.3, which="both")
+    return fig, ax
+
+
+def _by_k(values: Mapping) -> tuple[np.ndarray, np.ndarray]:
+    """``{k: value}`` (k may be a string, as in ``pca.summary()``) as sorted arrays, k > 0 only."""
+    pairs = sorted((int(k), float(v)) for k, v in values.items() if int(k) > 0)
+    return np.array([k for k, _ in pairs]), np.array([v for _, v in pairs])
+
+
+def _log_k(ax) -> None:
+    """A log x axis of numbers of components, labelled 1, 10, 100 rather than powers of ten."""
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter("{x:g}")
+
+
+def _number(value: float) -> str:
+    """3 significant digits, but whole numbers from 100 on (4487, not 4.49e+03)."""
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def _outline(ax, mask: CenterMask, **kwargs) -> None:
+    """The predicted m x m square's outline, in image pixel coordinates."""
+    style = {"fill": False, "edgecolor": "white", "linestyle": "--", "linewidth": 1.5} | kwargs
+    ax.add_patch(Rectangle((mask.start - 0.5, mask.start - 0.5), mask.size, mask.size, **style))
+
+
+def fig_inpainting(examples: Mapping[str, tuple], original) -> Figure:
+    """F1: masked input and inpainted output for each model / mask (``{"16x16 mask": (masked,
+    inpainted)}``), then the original; one row per image (``[3, S, S]`` or ``[N, 3, S, S]``)."""
+    original = _batch(original)
+    n = len(original)
+    fig = _figure("Inpainting", (1.9 * (2 * len(examples) + 1), 1.9 * n + 0.9))
+    subfigs = fig.subfigures(1, len(examples) + 1, width_ratios=[2] * len(examples) + [1], wspace=0.02)
+    for subfig, (name, (masked, inpainted)) in zip(subfigs, examples.items()):
+        subfig.suptitle(name, fontsize=LABEL, fontweight="bold")
+        axes = subfig.subplots(n, 2, squeeze=False)
+        for row, (m_img, i_img) in enumerate(zip(_batch(masked), _batch(inpainted))):
+            _image(axes[row, 0], m_img)
+            _image(axes[row, 1], i_img)
+        axes[0, 0].set_title("masked", fontsize=LABEL)
+        axes[0, 1].set_title("inpainted", fontsize=LABEL)
+    subfigs[-1].suptitle(" ", fontsize=LABEL)  # aligns the original's column with the others
+    axes = subfigs[-1].subplots(n, 1, squeeze=False)
+    for row, image in enumerate(original):
+        _image(axes[row, 0], image)
+    axes[0, 0].set_title("original", fontsize=LABEL)
+    return fig
+
+
+def phi_windows(mask: CenterMask, ps: Sequence[float], definition: str = "code") -> list[tuple[int, int]]:
+    """The [lo, hi) pixel range (both axes) of each phi_p window, as ``analysis.jacobian.phi_p`` takes it:
+    "code" [floor(s - p s), floor(e + p s)), "paper" (eq. 8) [floor((S - p m) / 2), S - that)."""
+    s, e, size = mask.start, mask.end, mask.image_size
+    if definition == "code":
+        return [(math.floor(s - p * s), math.floor(e + p * s)) for p in ps]
+    if definition == "paper":
+        return [(lo, size - lo) for lo in (math.floor((size - p * mask.size) / 2) for p in ps)]
+    raise ValueError(f'phi_p definition must be "code" or "paper", not {definition!r}.')
+
+
+def fig_phi_window(masked, mask: CenterMask, ps: Sequence[float] = (0.1, 0.25, 0.5),
+                   definition: str = "code") -> Figure:
+    """F2: the masked input ``[3, S, S]`` with the phi_p window of each p drawn on it. "code" (the
+    authors' code): the predicted square is zeroed (hatched) and p is the fraction of the margin it
+    covers; "paper" (equation 8): a window of side p * m, inside the predicted square (dashed)."""
+    name = {"code": "authors' code", "paper": "paper, eq. 8"}
+    fig = _figure(rf"$\phi_p$ windows ({name.get(definition, definition)})", (6.6, 4.8))
+    ax = fig.add_subplot()
+    _image(ax, masked)
+    handles = []
+    for k, (p, (lo, hi)) in enumerate(zip(ps, phi_windows(mask, ps, definition))):
+        colour = f"C{k + 1}"
+        ax.add_patch(Rectangle((lo - 0.5, lo - 0.5), hi - lo, hi - lo, fill=False, edgecolor=colour, linewidth=2.5))
+        handles.append(Line2D([], [], color=colour, linewidth=3, label=f"p = {p:g}: [{lo}, {hi})"))
+    if definition == "code":
+        _outline(ax, mask, hatch="//", linestyle="-", linewidth=1)
+        handles.append(Rectangle((0, 0), 1, 1, fill=False, hatch="//", edgecolor="0.3", label="zeroed square"))
+    else:
+        _outline(ax, mask)
+        handles.append(Line2D([], [], color="0.3", linestyle="--", label="predicted square"))
+    fig.legend(handles=handles, loc="outside right center", fontsize=SMALL, frameon=False)
+    return fig
+
+
+def fig_eigenimages(originals, reconstructions, m: int, k: int = 10) -> Figure:
+    """F3: the top-k eigenvectors (columns of ``[D, >= k]``) of the originals' and of the
+    reconstructions' crops as m x m images. An eigenvector's sign is arbitrary: each reconstruction
+    eigenvector is flipped to correlate positively with the original one, and both are shown on one
+    symmetric scale per column (grayscale crops: diverging map; RGB crops: mid-grey = 0)."""
+    rows = {"originals": _as_numpy(originals)[:, :k], "recon.": _as_numpy(reconstructions)[:, :k]}
+    k = rows["originals"].shape[1]
+    signs = np.sign(np.sum(rows["originals"] * rows["recon."], axis=0))
+    rows["recon."] = rows["recon."] * np.where(signs == 0, 1.0, signs)
+    scale = np.maximum(np.abs(rows["originals"]).max(0), np.abs(rows["recon."]).max(0))
+    scale[scale == 0] = 1.0
+    fig = _figure(f"Top-{k} eigenimages", (1.1 * k + 1.2, 3.4))
+    axes = fig.subplots(2, k, squeeze=False)
+    for r, (name, vectors) in enumerate(rows.items()):
+        for c in range(k):
+            image = _crop(vectors[:, c] / scale[c], m)
+            if image.ndim == 3:
+                shown = _image(axes[r, c], 0.5 + 0.5 * image)
+            else:
+                shown = _image(axes[r, c], image, cmap=DIVERGING, vmin=-1, vmax=1)
+            if r == 0:
+                axes[r, c].set_title(str(c + 1), fontsize=LABEL)
+        axes[r, 0].set_ylabel(name, fontsize=LABEL)
+    if image.ndim == 2:
+        bar = fig.colorbar(shown, ax=axes, ticks=[-1, 0, 1], shrink=0.9, pad=0.01)
+        bar.ax.set_yticklabels(["-max", "0", "+max"], fontsize=SMALL)
+    note = "grey = 0; " if image.ndim == 3 else ""
+    fig.supxlabel(f"{note}sign arbitrary: reconstructions' flipped to match; scale per column", fontsize=SMALL)
+    return fig
+
+
+def fig_abs_cosine(abs_cos) -> Figure:
+    """F4: |cos| between the i-th eigenvector of the originals and the i-th of the reconstructions,
+    against i (ranked by eigenvalue); absolute because an eigenvector's sign is arbitrary."""
+    values = _as_numpy(abs_cos)
+    fig, ax = _plot("Eigenvector similarity", "eigenvector rank (by eigenvalue)", "|cos| originals vs recon.")
+    ax.plot(np.arange(1, len(values) + 1), values, marker="o", markersize=4, linewidth=2)
+    ax.set_ylim(0, 1.02)
+    return fig
+
+
+def fig_projections(originals, reconstructions, projections: Mapping[int, object], m: int, grayscale: bool,
+                    centred: bool = True) -> Figure:
+    """F5: for n images (columns), the original crop, the reconstruction, then the reconstruction
+    projected on the top-k principal components of the originals for each k (rows), clipped to [0, 1]
+    for display. ``originals``, ``reconstructions`` and each projection are ``[n, D]``."""
+    dim = m * m if grayscale else 3 * m * m
+    rows = {"original": originals, "recon.": reconstructions} | {f"k = {k}": v for k, v in projections.items()}
+    rows = {name: _as_numpy(v) for name, v in rows.items()}
+    for name, vectors in rows.items():
+        if vectors.ndim != 2 or vectors.shape[1] != dim:
+            raise ValueError(f"{name}: expected [n, {dim}] crop vectors, got shape {vectors.shape}.")
+    n = len(rows["original"])
+    kind = f"{'grayscale' if grayscale else 'RGB'}, {'centred' if centred else 'uncentred'}"
+    fig = _figure(f"Recon. projected on top-k PCs\n({kind})", (1.45 * n + 1.0, 1.45 * len(rows) + 1.0))
+    axes = fig.subplots(len(rows), n, squeeze=False)
+    for r, (name, vectors) in enumerate(rows.items()):
+        for c in range(n):
+            _image(axes[r, c], _crop(vectors[c], m))
+        axes[r, 0].set_ylabel(name, fontsize=LABEL)
+    return fig
+
+
+def fig_energy_captured(curves: Mapping[str, Mapping[int, float]], reference: bool = False) -> Figure:
+    """F6: mean energy of the reconstructions captured by the originals' top-k PCs (EC_k of equation 9,
+    given as fractions, drawn in %) against k, one line per variant (e.g. "uncentred (authors' code)",
+    "centred"); ``reference`` adds the authors' CelebA (uncentred) points as stars."""
+    fig, ax = _plot("Energy captured by top-k PCs", "number of PCs k", "mean energy captured (%)")
+    for name, values in curves.items():
+        ks, ec = _by_k(values)
+        ax.plot(ks, 100 * ec, marker="o", linewidth=2, label=name)
+    if reference:
+        ks, ec = _by_k(AUTHORS_ENERGY)
+        ax.plot(ks, 100 * ec, linestyle="none", marker="*", markersize=15, color="black", label="authors, CelebA")
+    _log_k(ax)
+    ax.legend(fontsize=SMALL)
+    return fig
+
+
+def fig_total_energy(originals: float, reconstructions: float, ylabel: str = "mean ||x||^2") -> Figure:
+    """F7: mean total energy of the original crops and of the reconstructions, values on the bars."""
+    fig, ax = _plot("Total energy", "", ylabel, size=(5.2, 4.4))
+    bars = ax.bar(["originals", "reconstructions"], [float(originals), float(reconstructions)], color=["C0", "C1"])
+    ax.bar_label(bars, fmt="%.4g", label_type="center", fontsize=LABEL, color="white", fontweight="bold")
+    ax.grid(False)
+    return fig
+
+
+def fig_projection_psnr(psnr_by_k: Mapping[int, float], reconstruction_psnr: float, centred: bool = True) -> Figure:
+    """Beyond the paper: PSNR against the originals of the reconstructions projected on the originals'
+    top-k PCs, against k, with the unprojected reconstruction's PSNR as a horizontal line: are the
+    projections cleaner than the reconstructions, as the paper's F5 suggests?"""
+    kind = "centred" if centred else "uncentred"
+    fig, ax = _plot(f"PSNR of projections ({kind})", "number of PCs k", "PSNR vs originals (dB)")
+    ks, values = _by_k(psnr_by_k)
+    ax.plot(ks, values, marker="o", linewidth=2, label="projected recon.")
+    ax.axhline(float(reconstruction_psnr), color="0.3", linestyle="--", linewidth=2,
+               label=f"recon., no projection ({float(reconstruction_psnr):.1f} dB)")
+    _log_k(ax)
+    ax.legend(fontsize=SMALL)
+    return fig
+
+
+def _phi_axes(ax, ps, curves: Mapping[str, object], reference, baseline) -> None:
+    """phi_p curves (solid), the authors' points (same colour, markers) and baseline curves (same
+    colour, dashed) for the names in ``curves``; one legend, colours (names) then line styles (sources)."""
+    ps = _as_numpy(ps)
+    for k, (name, values) in enumerate(curves.items()):
+        colour = f"C{k}"
+        ax.plot(ps, _as_numpy(values), color=colour, linewidth=2.5, label=name)
+        if reference and name in reference:
+            points = sorted(reference[name].items())
+            ax.plot(*zip(*points), linestyle="none", marker="D", markersize=8, color=colour,
+                    markeredgecolor="black", label="_")
+        if baseline and name in baseline:
+            ax.plot(ps, _as_numpy(baseline[name]), color=colour, linestyle="--", linewidth=2, label="_")
+    ax.set_xlim(0, max(1.0, ps.max()) if len(ps) else 1.0)
+    ax.set_ylim(0, 1.02)
+    handles = ax.get_legend_handles_labels()[0]
+    if reference or baseline:
+        handles.append(Line2D([], [], color="0.2", linewidth=2.5, label="this model"))
+    if reference:
+        handles.append(Line2D([], [], color="0.2", linestyle="none", marker="D", label="authors, CelebA"))
+    if baseline:
+        handles.append(Line2D([], [], color="0.2", linestyle="--", linewidth=2, label="biharmonic"))
+    ax.legend(handles=handles, fontsize=SMALL, loc="lower right")
+
+
+def fig_phi_curves(ps, curves: Mapping[str, object], title: str,
+                   reference: Mapping[str, Mapping[float, float]] | None = None,
+                   baseline: Mapping[str, object] | None = None) -> Figure:
+    """F8: phi_p against p for named output pixels (corner, edge, centre), solid; optionally the
+    authors' CelebA values (e.g. ``AUTHORS_PHI[64]``) as markers and biharmonic curves dashed, in the
+    pixel's colour. The title should say the mask and the phi_p definition."""
+    fig, ax = _plot(title, "p", r"$\phi_p$")
+    _phi_axes(ax, ps, curves, reference, baseline)
+    return fig
+
+
+def fig_phi_by_mask(ps, curves: Mapping[int, object], reference: Mapping[int, Mapping[float, float]] | None = None,
+                    title: str = r"Centre pixel $\phi_p$ (authors' code def.)") -> Figure:
+    """F9: phi_p of the centre output pixel for each mask size m (``{16: [P], 64: [P]}``); optionally
+    the authors' points, e.g. ``{m: AUTHORS_PHI[m]["centre"] for m in (16, 64)}``. p is relative to the
+    mask, so it spans a different number of pixels for each m."""
+    fig, ax = _plot(title, "p", r"$\phi_p$")
+    names = {m: f"{m}x{m} mask" for m in curves}
+    _phi_axes(ax, ps, {names[m]: v for m, v in curves.items()},
+              reference and {names[m]: v for m, v in reference.items() if m in names}, None)
+    return fig
+
+
+def fig_weight_maps(rows: Mapping[str, Mapping[str, object]], pixels: Mapping[str, Mapping[str, tuple[int, int]]],
+                    masks: Mapping[str, CenterMask], log: bool = False, floor: float = 1e-4,
+                    hide_hole: bool = True, title: str = "Input-pixel weights") -> Figure:
+    """F10: input-pixel weight maps ``[S, S]`` (rows of the Jacobian), one row per model / mask, one
+    column per named output pixel. Shows |weight| on one scale per row (``log``: LogNorm from ``floor``
+    times the row's maximum), a cross at the output pixel, the predicted square dashed. ``hide_hole``
+    greys out the hole, whose inputs are zero so its weights never act (and excludes them from the scale).
+    The title may name the map's kind (``weight_map``'s "channel0" or "colour")."""
+    names = list(dict.fromkeys(name for maps in rows.values() for name in maps))
+    fig = _figure(title + (" (log)" if log else ""), (2.2 * len(names) + 1.3, 2.3 * len(rows) + 0.8))
+    axes = fig.subplots(len(rows), len(names), squeeze=False)
+    cmap = colormaps[MAGNITUDE].with_extremes(bad="0.55")
+    for r, (row, maps) in enumerate(rows.items()):
+        mask = masks[row]
+        shown = {}
+        for name, weights in maps.items():
+            magnitude = np.abs(_as_numpy(weights))
+            hidden = np.zeros(magnitude.shape, bool)
+            if hide_hole:
+                hidden[mask.hole, mask.hole] = True
+            shown[name] = np.ma.masked_array(magnitude, hidden)
+        top = max(float(m.max()) for m in shown.values()) or 1.0
+        norm = LogNorm(top * floor, top) if log else Normalize(0, top)
+        for c, name in enumerate(names):
+            ax = axes[r, c]
+            if name not in shown:
+                ax.set_axis_off()
+                continue
+            image = _image(ax, np.ma.maximum(shown[name], top * floor) if log else shown[name], cmap=cmap, norm=norm)
+            i, j = pixels[row][name]
+            ax.plot(mask.start + j, mask.start + i, marker="+", markersize=12, markeredgewidth=2, color="cyan")
+            _outline(ax, mask, linewidth=1)
+            ax.set_title(f"{name} ({i},{j})", fontsize=SMALL)
+        axes[r, 0].set_ylabel(row, fontsize=LABEL)
+        # Fixed ticks: ticks chosen by length change width as the layout resizes the bar, clipping its label.
+        ticks = [top * floor, top * math.sqrt(floor), top] if log else [0, top / 2, top]
+        bar = fig.colorbar(image, ax=axes[r, :], shrink=0.9, pad=0.01)
+        bar.set_ticks(ticks, labels=[f"{t:.2g}" for t in ticks], fontsize=SMALL - 1)
+        bar.set_label("|weight|", fontsize=SMALL)
+        bar.minorticks_off()
+    hole = "grey: hole (zero input); " if hide_hole else ""
+    fig.supxlabel(f"{hole}+: output pixel; dashed: predicted square", fontsize=SMALL)
+    return fig
+
+
+def fig_singular_values(spectra: Mapping[str, object], stats: Mapping[str, Mapping[str, float]] | None = None,
+                        title: str = "Singular values of A_y") -> Figure:
+    """Beyond the paper (Mohan et al.'s analysis): singular values of the Jacobian against their index,
+    log scale, one line per model; ``stats`` (e.g. effective dimensionality, participation ratio) go in
+    the legend. The title should say whether the hole's columns were dropped."""
+    fig, ax = _plot(title, "index", "singular value")
+    for name, values in spectra.items():
+        values = _as_numpy(values)
+        extra = ", ".join(f"{STAT_NAMES.get(key, key)} {_number(v)}" for key, v in (stats or {}).get(name, {}).items())
+        ax.plot(np.arange(1, len(values) + 1), values, linewidth=2, label=f"{name} ({extra})" if extra else name)
+    ax.set_yscale("log")
+    ax.legend(fontsize=SMALL)
+    return fig
+
+
+def fig_singular_vectors(output_vectors, input_vectors, s, kind: str = "mean") -> Figure:
+    """Beyond the paper: the top singular vectors of the Jacobian, one row each: left the output-space
+    vector U ``[3, m, m]``, right the input-space vector V ``[3, S, S]``. Each image is scaled by its own
+    max |value|; "mean": the channel mean on a diverging map (sign kept, colour-opponent parts cancel),
+    "abs": the colour magnitude sqrt(sum_c v_c^2) (sign lost)."""
+    if kind not in ("mean", "abs"):
+        raise ValueError(f'singular vector kind must be "mean" or "abs", not {kind!r}.')
+    us, vs, s = _as_numpy(output_vectors), _as_numpy(input_vectors), _as_numpy(s)
+    label = {"mean": "channel mean / max", "abs": "colour |v| / max"}[kind]
+    style = {"cmap": DIVERGING, "vmin": -1, "vmax": 1} if kind == "mean" else {"cmap": MAGNITUDE, "vmin": 0, "vmax": 1}
+    fig = _figure("Top singular vectors", (5.6, 2.3 * len(s) + 1.0))
+    axes = fig.subplots(len(s), 2, squeeze=False)
+    for r, (u, v) in enumerate(zip(us, vs)):
+        for c, vector in enumerate((u, v)):
+            image = vector.mean(0) if kind == "mean" else np.sqrt(np.square(vector).sum(0))
+            shown = _image(axes[r, c], image / (np.abs(image).max() or 1.0), **style)
+        axes[r, 0].set_ylabel(rf"$\sigma_{r + 1}$ = {s[r]:.3g}", fontsize=LABEL)
+    axes[0, 0].set_title("output U", fontsize=LABEL)
+    axes[0, 1].set_title("input V", fontsize=LABEL)
+    bar = fig.colorbar(shown, ax=axes, shrink=0.6, pad=0.02, ticks=[-1, 0, 1] if kind == "mean" else [0, 1])
+    bar.ax.tick_params(labelsize=SMALL)
+    bar.set_label(label, fontsize=SMALL)
+    return fig
+
+
+def fig_centroids(offsets: Mapping[str, tuple[float, float]], pixels: Mapping[str, tuple[int, int]],
+                  mask: CenterMask, background=None) -> Figure:
+    """Beyond the paper (its "neck" observation): an arrow from each named output pixel (i, j) of the
+    predicted square to the centroid of its |weight| map, ``offsets[name] = (d_row, d_col)`` as from
+    ``analysis.jacobian.centroid_offset``; d_row > 0 means the weight lies below the pixel. Drawn in
+    input-image coordinates over ``background`` (e.g. the masked input ``[3, S, S]``), zoomed to the
+    predicted square and the arrows."""
+    fig = _figure("Weight centroid vs output pixel", (6.8, 4.8))
+    ax = fig.add_subplot()
+    size = mask.image_size
+    if background is not None:
+        _image(ax, background, alpha=0.45)
+    else:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    _outline(ax, mask, edgecolor="0.3")
+    ends = [mask.start, mask.end - 1]
+    for k, (name, (dr, dc)) in enumerate(offsets.items()):
+        i, j = pixels[name]
+        y, x = mask.start + i, mask.start + j
+        colour = f"C{k}"
+        ax.plot(x, y, marker="o", markersize=8, color=colour, linestyle="none", label=f"{name}: {dr:+.1f}, {dc:+.1f}")
+        ax.annotate("", xy=(x + dc, y + dr), xytext=(x, y),
+                    arrowprops={"arrowstyle": "-|>", "color": colour, "linewidth": 2.5, "mutation_scale": 18})
+        ends += [y + dr, x + dc]
+    lo, hi = max(min(ends) - 8, -0.5), min(max(ends) + 8, size - 0.5)
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(hi, lo)
+    ax.set_aspect("equal")
+    fig.legend(loc="outside right center", fontsize=SMALL, frameon=False, title="offset (row, col)\nrow > 0: below",
+               title_fontsize=SMALL)
+    return fig

@@ -1,0 +1,318 @@
+"""Every analysis of the paper, run on one generator and its holdout images: numbers and figures.
+
+:func:`analyse` streams the holdout once (inpainting, hole metrics, PCA crops), then runs the
+global analysis (PCA), the local one (Jacobian rows, phi_p, SVD) and the classical baselines on the
+first images. The Lightning callback and ``analyze.py`` both call it, so their outputs agree.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from matplotlib.figure import Figure
+
+from analysis import figures
+from analysis.baselines import biharmonic_weight_maps, compare_baselines, hole_metrics
+from analysis.jacobian import (
+    AUTHORS_P,
+    centroid_offset,
+    grid_period,
+    homogeneity_error,
+    jacobian,
+    named_pixels,
+    net_bias,
+    phi_p,
+    spectrum_stats,
+    top_singular_vectors,
+    weight_map,
+)
+from analysis.pca import CovarianceAccumulator, crop_vectors, summary as pca_summary
+from inpaint.errors import InpaintError
+from inpaint.models import ContextEncoder
+
+PHI_DEFINITIONS = ("code", "hole", "paper")
+
+
+@dataclass
+class AnalysisSettings:
+    """What to analyse and how much of it.
+
+    Args:
+        max_images: holdout images used (None: all of them).
+        grayscale: PCA on luma crops (the paper) or RGB crops.
+        energy_ks: numbers of components for energy captured (F6) and projection PSNR.
+        projection_ks: numbers of components shown projected in F5.
+        examples: images shown in F1 and F5.
+        baselines: classical methods run on the same holdout images and hole.
+        baseline_images: how many holdout images the baselines run on (biharmonic costs ~30 ms each).
+        jacobian_images: images whose named-pixel Jacobian rows, phi_p, centroids and grid are
+            measured (averaged), and whose A_y y = f(y) is checked.
+        svd: build the full A_y of the first image and take its spectrum (seconds at m = 16, about
+            a minute at m = 64 on 2 CPU cores).
+        svd_rank: singular values computed when A_y is large (randomized, stated in the output).
+        ps: the p of the phi_p curves (the authors' p are always added).
+    """
+
+    max_images: int | None = None
+    grayscale: bool = True
+    energy_ks: tuple[int, ...] = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
+    projection_ks: tuple[int, ...] = (25, 50, 100, 250, 500)
+    examples: int = 5
+    baselines: tuple[str, ...] = ("mean", "telea", "ns", "biharmonic")
+    baseline_images: int = 200
+    jacobian_images: int = 4
+    svd: bool = True
+    svd_rank: int = 256
+    ps: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(21))
+
+
+@dataclass
+class Analysis:
+    """The numbers (JSON-ready) and the figures of one generator on one holdout set."""
+
+    summary: dict
+    figures: dict[str, Figure] = field(default_factory=dict)
+
+    def write(self, folder: Path) -> list[Path]:
+        """``folder/summary.json`` and one PNG per figure."""
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "summary.json").write_text(json.dumps(self.summary, indent=2))
+        return [figures.save(fig, folder / f"{name}.png") for name, fig in self.figures.items()]
+
+
+@dataclass
+class _Holdout:
+    """What one pass over the holdout keeps: crop vectors of all images, the first images whole."""
+
+    originals: list[torch.Tensor] = field(default_factory=list)  # first images, [3, S, S]
+    inpainted: list[torch.Tensor] = field(default_factory=list)
+    crops: list[torch.Tensor] = field(default_factory=list)  # [n, D] float32, all images
+    predicted: list[torch.Tensor] = field(default_factory=list)
+    psnr: float = 0.0  # sums over images, divided at the end
+    ssim: float = 0.0
+    count: int = 0
+
+
+@torch.no_grad()
+def _stream(generator: ContextEncoder, batches: Iterable[torch.Tensor], settings: AnalysisSettings, keep: int) -> _Holdout:
+    mask, held = generator.mask, _Holdout()
+    device = next(generator.parameters()).device
+    for images in batches:
+        if settings.max_images is not None:
+            images = images[: settings.max_images - held.count]
+        if len(images) == 0:
+            break
+        images = images.to(device, torch.float32)
+        if images.dtype == torch.uint8:
+            images = images / 255
+        prediction = generator.to_image(generator(generator.mask_input(images)).float())
+        inpainted = mask.paste(images, prediction)
+        metrics = hole_metrics(inpainted, images, mask)
+        held.psnr += metrics["psnr"] * len(images)
+        held.ssim += metrics["ssim"] * len(images)
+        held.count += len(images)
+        held.crops.append(crop_vectors(images, mask, settings.grayscale).float().cpu())
+        # the reconstruction is the network's own m x m prediction (overlap ring included)
+        held.predicted.append(crop_vectors(_square(images, prediction, mask), mask, settings.grayscale).float().cpu())
+        room = keep - len(held.originals)
+        held.originals += list(images[:room].cpu())
+        held.inpainted += list(inpainted[:room].cpu())
+    if held.count < 2:
+        raise InpaintError(f"the analyses need at least 2 holdout images, got {held.count}: raise data.holdout_size.")
+    return held
+
+
+def _square(images: torch.Tensor, prediction: torch.Tensor, mask) -> torch.Tensor:
+    """Images whose whole predicted m x m square is the prediction."""
+    out = images.clone()
+    out[..., mask.start : mask.end, mask.start : mask.end] = prediction
+    return out
+
+
+def analyse(
+    generator: ContextEncoder, batches: Iterable[torch.Tensor], settings: AnalysisSettings | None = None
+) -> Analysis:
+    """Run every analysis on ``batches`` of holdout images (``[N, 3, S, S]``, float in [0, 1] or
+    uint8), with ``generator`` in eval mode (restored afterwards) and in float32."""
+    settings = settings or AnalysisSettings()
+    was_training = generator.training
+    generator.eval()
+    try:
+        with torch.autocast(next(generator.parameters()).device.type, enabled=False):
+            return _analyse(generator, batches, settings)
+    finally:
+        generator.train(was_training)
+
+
+def _analyse(generator: ContextEncoder, batches: Iterable[torch.Tensor], settings: AnalysisSettings) -> Analysis:
+    mask = generator.mask
+    keep = max(settings.examples, settings.baseline_images, settings.jacobian_images, 1)
+    held = _stream(generator, batches, settings, keep)
+    originals, inpainted = torch.stack(held.originals), torch.stack(held.inpainted)
+    summary = {
+        "mask_size": mask.size,
+        "image_size": mask.image_size,
+        "overlap": mask.overlap,
+        "bias_free": generator.bias_free,
+        "holdout_images": held.count,
+        "metrics": {"psnr": held.psnr / held.count, "ssim": held.ssim / held.count, "region": "hole"},
+    }
+    analysis = Analysis(summary)
+    n = min(settings.examples, len(originals))
+    display = generator.to_image(generator.mask_input(originals[:n]))
+    analysis.figures["F1_inpainting"] = figures.fig_inpainting(
+        {f"{mask.size}x{mask.size} mask": (display, inpainted[:n])}, originals[:n]
+    )
+    if settings.baselines:
+        b = min(settings.baseline_images, len(originals))
+        summary["baselines"] = compare_baselines(originals[:b], mask, settings.baselines)
+        summary["baselines_images"] = b
+        summary["model_on_baseline_images"] = hole_metrics(inpainted[:b], originals[:b], mask)
+        analysis.figures["baselines"] = figures.fig_baselines(
+            {"CNN": summary["model_on_baseline_images"], **summary["baselines"]}, images=b
+        )
+    _global(analysis, held, settings, mask)
+    _local(analysis, generator, originals[: settings.jacobian_images], settings)
+    analysis.summary = _finite(analysis.summary)
+    return analysis
+
+
+def _global(analysis: Analysis, held: _Holdout, settings: AnalysisSettings, mask) -> None:
+    """PCA of the originals' and the reconstructions' crops: F3-F7 and the projection PSNR."""
+    originals, predicted = torch.cat(held.crops), torch.cat(held.predicted)
+    pcas = []
+    for vectors in (held.crops, held.predicted):
+        accumulator = CovarianceAccumulator(originals.shape[1])
+        for batch in vectors:
+            accumulator.update(batch)
+        pcas.append(accumulator.finish())
+    pca_o, pca_r = pcas
+    ks = [k for k in settings.energy_ks if k <= pca_o.dim]
+    result = pca_summary(pca_o, pca_r, originals, predicted, ks)
+    result["grayscale"] = settings.grayscale
+    analysis.summary["pca"] = result
+    m, n = mask.size, min(settings.examples, len(originals))
+    analysis.figures["F3_eigenimages"] = figures.fig_eigenimages(pca_o.components(10), pca_r.components(10), m)
+    analysis.figures["F4_abs_cosine"] = figures.fig_abs_cosine(result["abs_cosine"])
+    projection_ks = [k for k in settings.projection_ks if k <= pca_o.dim]
+    projections = {k: pca_o.project(predicted[:n], k, centred=True) for k in projection_ks}
+    analysis.figures["F5_projections"] = figures.fig_projections(
+        originals[:n], predicted[:n], projections, m, settings.grayscale
+    )
+    analysis.figures["F6_energy_captured"] = figures.fig_energy_captured(
+        {"uncentred (authors' code)": result["energy_captured"]["uncentred"], "centred": result["energy_captured"]["centred"]},
+        reference=m == 64 and settings.grayscale,
+    )
+    energy = result["total_energy"]
+    analysis.figures["F7_total_energy"] = figures.fig_total_energy(energy["originals"], energy["reconstructions"])
+    reconstruction_psnr = -10 * (predicted.double() - originals.double()).square().mean(1).log10().mean().item()
+    result["reconstruction_psnr"] = reconstruction_psnr
+    analysis.figures["projection_psnr"] = figures.fig_projection_psnr(
+        result["projection_psnr"]["centred"], reconstruction_psnr
+    )
+
+
+def _local(analysis: Analysis, generator: ContextEncoder, images: torch.Tensor, settings: AnalysisSettings) -> None:
+    """The Jacobian: A_y y = f(y), weight maps, phi_p, centroids, grid, SVD; biharmonic beside it."""
+    mask = generator.mask
+    m, size = mask.size, mask.image_size
+    pixels = named_pixels(m)
+    ps = sorted(set(settings.ps) | set(AUTHORS_P))
+    device = next(generator.parameters()).device
+    masked = generator.mask_input(images.to(device))
+    errors, maps0, maps_colour = [], [], []
+    for y in masked:
+        if generator.bias_free:
+            errors.append(homogeneity_error(generator, y))
+        else:
+            fy_norm = generator(y[None]).norm()
+            errors.append((net_bias(generator, y).norm() / fy_norm).item())
+        rows = jacobian(generator, y, pixels=list(pixels.values()))
+        maps0.append(weight_map(rows, "channel0").cpu())
+        maps_colour.append(weight_map(rows, "colour").cpu())
+    maps0, maps_colour = torch.stack(maps0), torch.stack(maps_colour)  # (J, 4, S, S)
+    names = list(pixels)
+
+    def curves(maps: torch.Tensor, definition: str) -> dict[str, list[float]]:
+        values = phi_p(maps, m, ps, size, definition).mean(0)  # mean over images, (4, P)
+        return {name: values[k].tolist() for k, name in enumerate(names)}
+
+    phi = {d: curves(maps_colour, d) for d in PHI_DEFINITIONS}
+    phi_channel0 = {d: curves(maps0, d) for d in PHI_DEFINITIONS}
+    biharmonic_maps = biharmonic_weight_maps(mask, list(pixels.values())).float()
+    biharmonic_phi = {d: curves(biharmonic_maps[None], d) for d in PHI_DEFINITIONS}
+    key = "homogeneity" if generator.bias_free else "net_bias"
+    analysis.summary[key] = {
+        "relative_error" if generator.bias_free else "relative_norm": errors,
+        "max": max(errors),
+        "definition": "||A_y y - f(y)|| / ||f(y)||" if generator.bias_free else "||f(y) - A_y y|| / ||f(y)||",
+    }
+    centroid = {
+        name: centroid_offset(maps_colour[:, k].mean(0), pixels[name], mask.start) for k, name in enumerate(names)
+    }
+    analysis.summary["jacobian"] = {
+        "images": len(images),
+        "pixels": pixels,
+        "p": ps,
+        "phi_p": phi,
+        "phi_p_channel0": phi_channel0,
+        "phi_p_note": "weight maps: 'colour' = sqrt of the sum of squares over both channel axes; "
+        "definitions: 'code' = authors' code (predicted square zeroed, window grows over the margin), "
+        "'hole' = same with only the hole zeroed, 'paper' = equation (8)",
+        "centroid_offset": centroid,
+        "grid_period": {name: grid_period(maps0[:, k].mean(0)) for k, name in enumerate(names)},
+    }
+    analysis.summary["biharmonic_phi_p"] = biharmonic_phi
+    background = generator.to_image(masked[0]).cpu()
+    analysis.figures["F2_phi_window"] = figures.fig_phi_window(background, mask, (0.1, 0.25, 0.5), "code")
+    corner_edge_centre = ("corner", "edge", "centre")
+    reference = figures.AUTHORS_PHI.get(m)
+    analysis.figures["F8_phi_curves"] = figures.fig_phi_curves(
+        ps, {name: phi["code"][name] for name in corner_edge_centre},
+        rf"$\phi_p$, {m}x{m} mask (authors' code definition)", reference=reference,
+    )
+    analysis.figures["F9_phi_by_mask"] = figures.fig_phi_by_mask(
+        ps, {m: phi["code"]["centre"]}, reference={m: reference["centre"]} if reference else None
+    )
+    analysis.figures["phi_vs_biharmonic"] = figures.fig_phi_curves(
+        ps, {name: phi["hole"][name] for name in corner_edge_centre},
+        rf"$\phi_p$ from the hole's edge, {m}x{m}: CNN vs biharmonic",
+        baseline={name: biharmonic_phi["hole"][name] for name in corner_edge_centre},
+    )
+    label = f"CNN {m}x{m}"
+    masks = {label: mask, "biharmonic": mask}
+    located = {label: pixels, "biharmonic": pixels}
+    analysis.figures["F10_weight_maps"] = figures.fig_weight_maps(
+        {label: dict(zip(names, maps0[0])), "biharmonic": dict(zip(names, biharmonic_maps))}, located, masks,
+        title="Input-pixel weights (output ch. 0 / input ch. 0)",
+    )
+    analysis.figures["F10_weight_maps_colour"] = figures.fig_weight_maps(
+        {label: dict(zip(names, maps_colour[0])), "biharmonic": dict(zip(names, biharmonic_maps))}, located, masks,
+        title="Input-pixel weights (colour: all channels)",
+    )
+    analysis.figures["centroids"] = figures.fig_centroids(centroid, pixels, mask, background)
+    if settings.svd:
+        full = jacobian(generator, masked[0])
+        spectrum = spectrum_stats(full, mask, rank=settings.svd_rank, vectors=4)
+        analysis.summary["jacobian"]["svd"] = spectrum["summary"]
+        analysis.figures["svd_spectrum"] = figures.fig_singular_values(
+            {label: spectrum["singular_values"]},
+            {label: {k: spectrum["summary"][k] for k in ("effective_dim", "participation_ratio")}},
+            title="Singular values of A_y (known-pixel columns)",
+        )
+        analysis.figures["svd_vectors"] = figures.fig_singular_vectors(*spectrum["vectors"])
+
+
+def _finite(value):
+    """JSON has no NaN: None in its place (e.g. phi_p of an all-zero map), recursively."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

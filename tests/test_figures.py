@@ -1,0 +1,256 @@
+"""Every figure renders from small synthetic inputs (torch or numpy) with the expected panels, lines and
+titles; PNG saving and RGB rendering work."""
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from analysis import figures as F
+from inpaint.masks import CenterMask
+
+S, M = 32, 16
+MASK = CenterMask(S, M)
+PS = np.linspace(0, 1, 11)
+PIXELS = {"corner": (0, 0), "diagonal": (2, 2), "centre": (8, 8), "edge": (8, 15)}
+
+
+def images(n: int | None = None) -> torch.Tensor:
+    torch.manual_seed(0)
+    return torch.rand(3, S, S) if n is None else torch.rand(n, 3, S, S)
+
+
+def image_axes(fig: Figure) -> list:
+    return [ax for ax in fig.axes if ax.images]
+
+
+def plot_axes(fig: Figure):
+    (ax,) = fig.axes
+    return ax
+
+
+def titled(fig: Figure) -> Figure:
+    assert isinstance(fig, Figure)
+    assert fig.get_suptitle().strip()
+    return fig
+
+
+def test_save_and_rgb_array(tmp_path):
+    fig = F.fig_abs_cosine(np.linspace(1, 0, 20))
+    path = F.save(fig, tmp_path / "sub" / "cos.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rgb = F.to_rgb_array(fig)
+    assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
+    assert rgb.shape[:2] == (round(fig.bbox.height), round(fig.bbox.width))
+    assert rgb.min() < 128 < rgb.max()  # something was drawn on the white background
+
+
+@pytest.mark.parametrize("n", [None, 3])
+def test_inpainting_rows_are_images(n):
+    original = images(n)
+    examples = {"16x16 mask": (MASK.apply(original), original), "8x8 mask": (original.numpy(), original.numpy())}
+    fig = titled(F.fig_inpainting(examples, original))
+    rows = 1 if n is None else n
+    assert len(image_axes(fig)) == rows * (2 * len(examples) + 1)
+    titles = {ax.get_title() for ax in fig.axes}
+    assert {"masked", "inpainted", "original"} <= titles
+
+
+@pytest.mark.parametrize("definition", ["code", "paper"])
+def test_phi_window_draws_one_rectangle_per_p(definition):
+    mask = CenterMask(128, 64)
+    masked = mask.apply(images().repeat(1, 4, 4))
+    fig = titled(F.fig_phi_window(masked, mask, ps=(0.1, 0.25, 0.5), definition=definition))
+    ax = plot_axes(fig)
+    rectangles = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert len(rectangles) == 3 + 1  # the windows and the predicted square
+    assert any(p.get_hatch() for p in rectangles) == (definition == "code")
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[:3] == (["p = 0.1: [28, 99)", "p = 0.25: [24, 104)", "p = 0.5: [16, 112)"] if definition == "code"
+                          else ["p = 0.1: [60, 68)", "p = 0.25: [56, 72)", "p = 0.5: [48, 80)"])
+    assert ("code" if definition == "code" else "eq. 8") in fig.get_suptitle()
+
+
+def test_phi_windows_match_the_jacobian_definitions():
+    """A map that is 1 on one ring of pixels: phi_p jumps from 0 to 1 exactly when the drawn window
+    reaches the ring, so the figure and ``analysis.jacobian.phi_p`` use the same windows."""
+    from analysis.jacobian import phi_p
+
+    mask = CenterMask(128, 64)
+    for definition in ("code", "paper"):
+        (lo, hi), = F.phi_windows(mask, [0.3], definition)
+        ring = torch.zeros(128, 128)
+        ring[lo, lo:hi] = 1.0
+        assert phi_p(ring, 64, 0.3, definition=definition) == pytest.approx(1.0)
+        ring = torch.zeros(128, 128)
+        ring[lo - 1, lo - 1 : hi + 1] = 1.0
+        assert phi_p(ring, 64, 0.3, definition=definition) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="definition"):
+        F.phi_windows(mask, [0.3], "other")
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_eigenimages_grid_and_sign_alignment(channels):
+    k, dim = 6, channels * M * M
+    originals = torch.linalg.qr(torch.randn(dim, k, dtype=torch.float64))[0]
+    fig = titled(F.fig_eigenimages(originals, -originals.numpy(), M, k=k))
+    shown = image_axes(fig)
+    assert len(shown) == 2 * k
+    assert [ax.get_title() for ax in shown[:k]] == [str(i) for i in range(1, k + 1)]
+    first, flipped = shown[0].images[0].get_array(), shown[k].images[0].get_array()
+    np.testing.assert_allclose(first, flipped)  # the reconstructions' sign was aligned
+    assert (len(fig.axes) > 2 * k) == (channels == 1)  # a shared colour bar for the diverging map only
+
+
+def test_abs_cosine_and_total_energy():
+    ax = plot_axes(titled(F.fig_abs_cosine(torch.linspace(1, 0.2, 30))))
+    assert len(ax.lines) == 1 and len(ax.lines[0].get_xdata()) == 30
+    assert ax.get_ylim() == (0, 1.02)
+    ax = plot_axes(titled(F.fig_total_energy(177.6, 152.1)))
+    assert len(ax.patches) == 2
+    assert sorted(t.get_text() for t in ax.texts) == ["152.1", "177.6"]
+
+
+@pytest.mark.parametrize("grayscale", [True, False])
+def test_projections_rows_and_columns(grayscale):
+    n, dim = 5, (1 if grayscale else 3) * M * M
+    vectors = torch.rand(n, dim, dtype=torch.float64)
+    projections = {k: vectors * 1.5 - 0.2 for k in (25, 50, 100)}  # out of [0, 1]: clipped for display
+    fig = titled(F.fig_projections(vectors, vectors.numpy(), projections, M, grayscale))
+    assert len(image_axes(fig)) == n * (2 + len(projections))
+    assert [ax.get_ylabel() for ax in fig.axes[::n]] == ["original", "recon.", "k = 25", "k = 50", "k = 100"]
+    with pytest.raises(ValueError, match="crop vectors"):
+        F.fig_projections(vectors, vectors, projections, M, not grayscale)
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_energy_captured_lines_and_reference(reference):
+    curves = {"uncentred (authors' code)": {"1": 0.9, "10": 0.95, "100": 0.99}, "centred": {0: 0.0, 10: 0.7, 100: 0.9}}
+    ax = plot_axes(titled(F.fig_energy_captured(curves, reference=reference)))
+    assert len(ax.lines) == len(curves) + reference
+    assert list(ax.lines[0].get_xdata()) == [1, 10, 100]  # string keys sorted, k = 0 dropped (log axis)
+    assert ax.lines[0].get_ydata()[-1] == pytest.approx(99.0)  # fractions drawn as %
+    assert ("authors, CelebA" in [t.get_text() for t in ax.get_legend().get_texts()]) == reference
+    assert ax.get_xscale() == "log"
+
+
+def test_projection_psnr_has_the_reconstruction_line():
+    ax = plot_axes(titled(F.fig_projection_psnr({"25": 20.0, "100": 23.0, "500": 24.0}, 22.5)))
+    assert len(ax.lines) == 2
+    assert list(ax.lines[1].get_ydata()) == [22.5, 22.5]
+
+
+@pytest.mark.parametrize("reference", [False, True])
+@pytest.mark.parametrize("baseline", [False, True])
+def test_phi_curves_lines_markers_and_styles(reference, baseline):
+    curves = {name: PS ** (i + 1) for i, name in enumerate(("corner", "edge", "centre"))}
+    fig = titled(F.fig_phi_curves(
+        torch.from_numpy(PS), curves, "phi_p, 64x64 (code)",
+        reference=F.AUTHORS_PHI[64] if reference else None,
+        baseline={name: c**0.5 for name, c in curves.items()} if baseline else None,
+    ))
+    ax = plot_axes(fig)
+    assert len(ax.lines) == len(curves) * (1 + reference + baseline)
+    markers = [line for line in ax.lines if line.get_linestyle() == "None"]
+    assert len(markers) == (3 if reference else 0)
+    assert all(len(line.get_xdata()) == 4 for line in markers)
+    dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
+    assert len(dashed) == (3 if baseline else 0)
+    colours = {line.get_label(): line.get_color() for line in ax.lines if not line.get_label().startswith("_")}
+    for line in markers + dashed:  # the same colour as the pixel's own curve
+        assert line.get_color() in colours.values()
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[:3] == list(curves)
+    assert ("authors, CelebA" in labels) == reference and ("biharmonic" in labels) == baseline
+
+
+def test_phi_curves_reference_only_for_the_drawn_pixels():
+    curves = {"centre": PS, "diagonal": PS**2}  # the authors gave no diagonal pixel; their corner is not drawn
+    ax = plot_axes(F.fig_phi_curves(PS, curves, "phi_p", reference=F.AUTHORS_PHI[64]))
+    assert len(ax.lines) == 2 + 1
+    assert ax.lines[1].get_color() == ax.lines[0].get_color()
+
+
+def test_phi_by_mask_names_masks_and_keeps_matching_reference():
+    curves = {16: PS**0.3, 64: PS}
+    ax = plot_axes(titled(F.fig_phi_by_mask(PS, curves, reference={m: F.AUTHORS_PHI[m]["centre"] for m in (16, 64)})))
+    assert len(ax.lines) == 4
+    assert [t.get_text() for t in ax.get_legend().get_texts()][:2] == ["16x16 mask", "64x64 mask"]
+    ax = plot_axes(F.fig_phi_by_mask(PS, {64: PS}, reference={16: F.AUTHORS_PHI[16]["centre"]}))
+    assert len(ax.lines) == 1
+
+
+def gaussian_maps(mask: CenterMask) -> dict[str, torch.Tensor]:
+    yy, xx = torch.meshgrid(torch.arange(S), torch.arange(S), indexing="ij")
+    return {name: torch.exp(-((yy - mask.start - i) ** 2 + (xx - mask.start - j) ** 2) / 8.0)
+            for name, (i, j) in PIXELS.items()}
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_weight_maps_grid_shared_row_scale_and_marks(log):
+    small = CenterMask(S, 8, overlap=1)
+    rows = {"16 mask": gaussian_maps(MASK), "8 mask": {n: 3 * m.numpy() for n, m in gaussian_maps(small).items()}}
+    rows["8 mask"].pop("edge")  # a row without one of the pixels leaves its panel empty
+    pixels = {"16 mask": PIXELS, "8 mask": {n: (i // 2, j // 2) for n, (i, j) in PIXELS.items()}}
+    fig = titled(F.fig_weight_maps(rows, pixels, {"16 mask": MASK, "8 mask": small}, log=log))
+    shown = image_axes(fig)
+    assert len(shown) == 7  # the empty panel has no image
+    maps = [ax for ax in shown if ax.get_title()]
+    assert len(maps) == 7
+    for row, axes in (("16 mask", maps[:4]), ("8 mask", maps[4:])):
+        norms = {id(ax.images[0].norm) for ax in axes}
+        assert len(norms) == 1  # one colour scale per row
+        norm = axes[0].images[0].norm
+        assert isinstance(norm, LogNorm) == log
+        assert norm.vmax == pytest.approx(1.0 if row == "16 mask" else 3.0, rel=1e-6)
+    for ax in maps:
+        (cross,) = ax.lines
+        assert cross.get_marker() == "+"
+        assert len(ax.patches) == 1  # the predicted square
+    edge, centre = maps[3], maps[2]
+    x, y = edge.lines[0].get_xdata()[0], edge.lines[0].get_ydata()[0]
+    assert (y, x) == (MASK.start + 8, MASK.start + 15)  # (row, col) of the output pixel, in the input image
+    assert np.ma.is_masked(centre.images[0].get_array()[MASK.hole, MASK.hole])  # the hole is greyed out
+    assert any("|weight|" in ax.get_ylabel() for ax in fig.axes)
+
+
+@pytest.mark.parametrize("stats", [None, {"a": {"effective_dimensionality": 1234.4, "participation_ratio": 7.25}}])
+def test_singular_values_log_scale_and_stats_in_legend(stats):
+    spectra = {"a": torch.logspace(1, -3, 50), "b": np.logspace(0, -2, 30)}
+    ax = plot_axes(titled(F.fig_singular_values(spectra, stats)))
+    assert len(ax.lines) == 2 and ax.get_yscale() == "log"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == (["a", "b"] if stats is None else ["a (eff. dim 1234, PR 7.25)", "b"])
+
+
+@pytest.mark.parametrize("kind", ["mean", "abs"])
+def test_singular_vectors_one_row_each(kind):
+    k = 3
+    s = torch.tensor([3.0, 2.0, 1.0])
+    fig = titled(F.fig_singular_vectors(torch.randn(k, 3, M, M), torch.randn(k, 3, S, S), s, kind))
+    vectors = [ax for ax in image_axes(fig) if ax.get_label() != "<colorbar>"]
+    assert len(vectors) == 2 * k
+    assert vectors[0].images[0].get_array().shape == (M, M) and vectors[1].images[0].get_array().shape == (S, S)
+    assert np.abs(vectors[1].images[0].get_array()).max() == pytest.approx(1.0)  # scaled per vector
+    assert "sigma_3" in vectors[4].get_ylabel()
+    with pytest.raises(ValueError, match="kind"):
+        F.fig_singular_vectors(torch.randn(k, 3, M, M), torch.randn(k, 3, S, S), torch.ones(k), "rgb")
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_centroids_one_arrow_per_pixel(background):
+    offsets = {"corner": (-1.0, -1.0), "centre": (6.5, 0.0), "edge": (0.0, 3.0)}
+    fig = titled(F.fig_centroids(offsets, PIXELS, MASK, background=images() if background else None))
+    ax = plot_axes(fig)
+    assert len(ax.lines) == len(offsets) and len(ax.texts) == len(offsets)  # a dot and an arrow per pixel
+    arrow = ax.texts[1]
+    assert arrow.xy == (MASK.start + 8, MASK.start + 8 + 6.5) and arrow.xyann == (MASK.start + 8, MASK.start + 8)
+    assert bool(ax.images) == background
+    assert "centre: +6.5, +0.0" in [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def test_crop_vectors_must_fit_the_mask():
+    with pytest.raises(ValueError, match="neither"):
+        F.fig_eigenimages(np.ones((10, 2)), np.ones((10, 2)), M, k=2)
