@@ -15,7 +15,7 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from inpaint.errors import InpaintError
+from inpaint.errors import user_error
 
 os.environ.setdefault("INPAINT_ROOT", str(Path(__file__).resolve().parent))
 log = logging.getLogger("train")
@@ -24,15 +24,6 @@ log = logging.getLogger("train")
 def instantiate_all(group: DictConfig | None) -> list:
     """Instantiate every ``_target_`` entry of a named-entries group (callbacks, logger)."""
     return [hydra.utils.instantiate(c) for c in (group or {}).values() if isinstance(c, DictConfig) and "_target_" in c]
-
-
-def user_error(exc: BaseException) -> InpaintError | None:
-    """The InpaintError behind ``exc`` (Hydra's instantiate wraps errors raised in targets)."""
-    while exc is not None:
-        if isinstance(exc, InpaintError):
-            return exc
-        exc = exc.__cause__ or exc.__context__
-    return None
 
 
 def train(cfg: DictConfig) -> float | None:

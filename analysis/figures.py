@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
+from analysis.jacobian import phi_windows
 from inpaint.masks import CenterMask
 
 TITLE, LABEL, TICK, SMALL = 16, 14, 12, 11  # font sizes in points
@@ -156,34 +157,26 @@ def fig_inpainting(examples: Mapping[str, tuple], original) -> Figure:
     return fig
 
 
-def phi_windows(mask: CenterMask, ps: Sequence[float], definition: str = "code") -> list[tuple[int, int]]:
-    """The [lo, hi) pixel range (both axes) of each phi_p window, as ``analysis.jacobian.phi_p`` takes it:
-    "code" [floor(s - p s), floor(e + p s)), "paper" (eq. 8) [floor((S - p m) / 2), S - that)."""
-    s, e, size = mask.start, mask.end, mask.image_size
-    if definition == "code":
-        return [(math.floor(s - p * s), math.floor(e + p * s)) for p in ps]
-    if definition == "paper":
-        return [(lo, size - lo) for lo in (math.floor((size - p * mask.size) / 2) for p in ps)]
-    raise ValueError(f'phi_p definition must be "code" or "paper", not {definition!r}.')
-
-
 def fig_phi_window(masked, mask: CenterMask, ps: Sequence[float] = (0.1, 0.25, 0.5),
                    definition: str = "code") -> Figure:
     """F2: the masked input ``[3, S, S]`` with the phi_p window of each p drawn on it. "code" (the
     authors' code): the predicted square is zeroed (hatched) and p is the fraction of the margin it
-    covers; "paper" (equation 8): a window of side p * m, inside the predicted square (dashed)."""
-    name = {"code": "authors' code", "paper": "paper, eq. 8"}
+    covers; "hole": the same from the hole's edge; "paper" (equation 8): a window of side p * m,
+    inside the predicted square (dashed)."""
+    name = {"code": "authors' code", "hole": "from the hole", "paper": "paper, eq. 8"}
     fig = _figure(rf"$\phi_p$ windows ({name.get(definition, definition)})", (6.6, 4.8))
     ax = fig.add_subplot()
     _image(ax, masked)
+    zeroed, windows = phi_windows(mask.size, ps, mask.image_size, definition, mask.overlap)
     handles = []
-    for k, (p, (lo, hi)) in enumerate(zip(ps, phi_windows(mask, ps, definition))):
+    for k, (p, (lo, hi)) in enumerate(zip(ps, windows)):
         colour = f"C{k + 1}"
         ax.add_patch(Rectangle((lo - 0.5, lo - 0.5), hi - lo, hi - lo, fill=False, edgecolor=colour, linewidth=2.5))
         handles.append(Line2D([], [], color=colour, linewidth=3, label=f"p = {p:g}: [{lo}, {hi})"))
-    if definition == "code":
-        _outline(ax, mask, hatch="//", linestyle="-", linewidth=1)
-        handles.append(Rectangle((0, 0), 1, 1, fill=False, hatch="//", edgecolor="0.3", label="zeroed square"))
+    if zeroed is not None:
+        lo, hi = zeroed
+        ax.add_patch(Rectangle((lo - 0.5, lo - 0.5), hi - lo, hi - lo, fill=False, hatch="//", edgecolor="white", linewidth=1))
+        handles.append(Rectangle((0, 0), 1, 1, fill=False, hatch="//", edgecolor="0.3", label="zeroed"))
     else:
         _outline(ax, mask)
         handles.append(Line2D([], [], color="0.3", linestyle="--", label="predicted square"))
@@ -276,6 +269,22 @@ def fig_total_energy(originals: float, reconstructions: float, ylabel: str = "me
     bars = ax.bar(["originals", "reconstructions"], [float(originals), float(reconstructions)], color=["C0", "C1"])
     ax.bar_label(bars, fmt="%.4g", label_type="center", fontsize=LABEL, color="white", fontweight="bold")
     ax.grid(False)
+    return fig
+
+
+def fig_baselines(results: Mapping[str, Mapping[str, float]], images: int) -> Figure:
+    """The CNN beside classical inpainting on the same holdout images and hole: PSNR and SSIM bars
+    (``{"CNN": {"psnr": .., "ssim": ..}, "telea": {...}, ...}``)."""
+    fig = _figure(f"Hole PSNR / SSIM on {images} holdout images", (8.0, 4.2))
+    axes = fig.subplots(1, 2)
+    names = list(results)
+    for ax, metric, fmt in zip(axes, ("psnr", "ssim"), ("%.1f", "%.3f")):
+        bars = ax.bar(names, [float(results[n][metric]) for n in names], color=[f"C{k}" for k in range(len(names))])
+        ax.bar_label(bars, fmt=fmt, fontsize=SMALL)
+        ax.set_ylabel(metric.upper() + (" (dB)" if metric == "psnr" else ""), fontsize=LABEL)
+        ax.tick_params(labelsize=SMALL)
+        ax.tick_params(axis="x", rotation=30)
+        ax.margins(y=0.15)
     return fig
 
 

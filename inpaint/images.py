@@ -25,7 +25,7 @@ def log_image(loggers: list[Logger], key: str, image: np.ndarray, step: int, cap
     """Log a uint8 ``[H, W, 3]`` image to every logger that takes images (others are skipped)."""
     for logger in loggers:
         if isinstance(logger, WandbLogger):
-            logger.log_image(key=key, images=[image], step=step, caption=[caption] if caption else None)
+            logger.log_image(key=key, images=[image], step=step, **({"caption": [caption]} if caption else {}))
         elif isinstance(logger, TensorBoardLogger):
             logger.experiment.add_image(key, image, step, dataformats="HWC")
 

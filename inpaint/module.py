@@ -7,6 +7,8 @@ on the hole, the pixels actually removed from the input, for every split.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -86,7 +88,8 @@ class InpaintingModule(L.LightningModule):
         l2 = ((prediction.float() - target) ** 2 * self.loss_weights).mean()
         inner = self.mask.inner
         hole_pred = g.to_image(prediction.detach().float())[..., inner, inner]
-        self.metrics[f"{stage}_"](hole_pred, self.mask.hole_of(images))
+        with torch.autocast(images.device.type, enabled=False):  # SSIM's variances cancel badly in bf16
+            self.metrics[f"{stage}_"](hole_pred, self.mask.hole_of(images).float())
         self.log(f"{stage}/l2", l2.detach(), prog_bar=stage != "train", sync_dist=stage != "train", batch_size=len(images))
         self.log_dict(self.metrics[f"{stage}_"], prog_bar=stage != "train", on_step=False, on_epoch=True, batch_size=len(images))
         return prediction, target, l2
@@ -131,3 +134,23 @@ class InpaintingModule(L.LightningModule):
         if self.discriminator is not None:
             optimizers.append(torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr_d, betas=betas))
         return optimizers
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> InpaintingModule:
+    """An :class:`InpaintingModule` from a checkpoint of this project, in eval mode, or one clear
+    :class:`InpaintError` for a missing file, a file that is not a checkpoint, or someone else's."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InpaintError(f"checkpoint '{path}' does not exist: pass ckpt_path=RUN_DIR/checkpoints/last.ckpt (or an epoch_*.ckpt).")
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as error:  # torch raises many types for a non-checkpoint file
+        raise InpaintError(f"'{path}' is not a PyTorch checkpoint ({type(error).__name__}): pass a .ckpt written by train.py.") from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "mask_size" not in checkpoint.get("hyper_parameters", {}):
+        raise InpaintError(f"'{path}' is a PyTorch file but not an inpaint checkpoint (no model hyperparameters): pass a .ckpt written by train.py.")
+    try:
+        model = InpaintingModule(**checkpoint["hyper_parameters"])
+        model.load_state_dict(checkpoint["state_dict"])
+    except (TypeError, RuntimeError) as error:
+        raise InpaintError(f"checkpoint '{path}' does not match this version's InpaintingModule: {error}") from error
+    return model.to(map_location).eval()

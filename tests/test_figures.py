@@ -76,11 +76,11 @@ def test_phi_window_draws_one_rectangle_per_p(definition):
 def test_phi_windows_match_the_jacobian_definitions():
     """A map that is 1 on one ring of pixels: phi_p jumps from 0 to 1 exactly when the drawn window
     reaches the ring, so the figure and ``analysis.jacobian.phi_p`` use the same windows."""
-    from analysis.jacobian import phi_p
+    from analysis.jacobian import phi_p, phi_windows
 
     mask = CenterMask(128, 64)
-    for definition in ("code", "paper"):
-        (lo, hi), = F.phi_windows(mask, [0.3], definition)
+    for definition in ("code", "hole", "paper"):
+        (lo, hi), = phi_windows(64, [0.3], 128, definition)[1]
         ring = torch.zeros(128, 128)
         ring[lo, lo:hi] = 1.0
         assert phi_p(ring, 64, 0.3, definition=definition) == pytest.approx(1.0)
@@ -88,7 +88,7 @@ def test_phi_windows_match_the_jacobian_definitions():
         ring[lo - 1, lo - 1 : hi + 1] = 1.0
         assert phi_p(ring, 64, 0.3, definition=definition) == pytest.approx(0.0)
     with pytest.raises(ValueError, match="definition"):
-        F.phi_windows(mask, [0.3], "other")
+        phi_windows(64, [0.3], 128, "other")
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -254,3 +254,12 @@ def test_centroids_one_arrow_per_pixel(background):
 def test_crop_vectors_must_fit_the_mask():
     with pytest.raises(ValueError, match="neither"):
         F.fig_eigenimages(np.ones((10, 2)), np.ones((10, 2)), M, k=2)
+
+
+def test_baselines_figure_has_one_bar_per_method_and_metric():
+    results = {"CNN": {"psnr": 25.0, "ssim": 0.8}, "telea": {"psnr": 22.0, "ssim": 0.7}, "mean": {"psnr": 18.0, "ssim": 0.5}}
+    fig = F.fig_baselines(results, images=10)
+    assert "10 holdout images" in fig.get_suptitle()
+    for ax, metric in zip(fig.axes, ("psnr", "ssim")):
+        heights = [bar.get_height() for bar in ax.patches]
+        assert heights == [results[name][metric] for name in results]

@@ -51,6 +51,21 @@ def test_matches_sklearn(data, pca):
     assert pca.energy == pytest.approx(mean_energy(data), rel=1e-12)
 
 
+def test_fewer_vectors_than_dimensions_uses_the_gram_matrix_exactly():
+    """N <= D: the N x N Gram path gives the covariance path's nonzero spectrum and eigenvectors."""
+    data = decaying_data(n=40, dim=64)
+    via_gram = fit_pca(data.split(15))
+    accumulator = CovarianceAccumulator(64, gram_limit=0)  # forces the D x D covariance
+    accumulator.update(data)
+    via_covariance = accumulator.finish()
+    assert via_gram.rank == 39 and via_covariance.rank == 64
+    torch.testing.assert_close(via_gram.eigenvalues, via_covariance.eigenvalues[:39], rtol=1e-8, atol=1e-14)
+    assert ((via_gram.eigenvectors * via_covariance.eigenvectors[:, :39]).sum(0) - 1).abs().max() < 1e-8  # same signs
+    assert via_gram.total_variance == pytest.approx(via_covariance.total_variance, rel=1e-10)
+    with pytest.raises(InpaintError, match="39"):
+        via_gram.components(40)
+
+
 def test_eigenvectors_orthonormal_with_deterministic_sign(pca):
     torch.testing.assert_close(pca.eigenvectors.T @ pca.eigenvectors, torch.eye(64, dtype=torch.float64))
     peaks = pca.eigenvectors.gather(0, pca.eigenvectors.abs().argmax(dim=0, keepdim=True))
