@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from celeba_tree import make_celeba_tree
 
 ROOT = Path(__file__).resolve().parents[1]
-QUIET = ["logger=csv", "callbacks.rich_progress_bar=null", "callbacks.model_summary=null"]
+QUIET = ["logger=csv", "callbacks.rich_progress_bar=null", "callbacks.model_summary=null", "callbacks.analysis=null"]
 
 
 def run(*overrides: str, check: bool = True) -> subprocess.CompletedProcess:

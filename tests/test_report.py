@@ -1,0 +1,73 @@
+"""The analyses end to end on a small generator: every number and figure the issue lists."""
+
+import json
+
+import pytest
+import torch
+from test_models import trained_like
+
+from analysis.report import AnalysisSettings, analyse
+from inpaint.data.faces import FacesDataset
+
+FIGURES = {
+    "F1_inpainting", "F2_phi_window", "F3_eigenimages", "F4_abs_cosine", "F5_projections", "F6_energy_captured",
+    "F7_total_energy", "F8_phi_curves", "F9_phi_by_mask", "F10_weight_maps", "F10_weight_maps_colour",
+    "baselines", "projection_psnr", "phi_vs_biharmonic", "centroids", "svd_spectrum", "svd_vectors",
+}
+
+
+def holdout(n: int = 24) -> list[torch.Tensor]:
+    data = FacesDataset(n, seed=2)
+    images = torch.stack([data[i] for i in range(n)])
+    return list(images.split(10))  # uint8 batches, as the data loaders serve them
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["bias_free", "original"])
+def analysis(request):
+    generator = trained_like(16, bias_free=request.param).train()
+    settings = AnalysisSettings(baseline_images=6, jacobian_images=2, examples=3)
+    result = analyse(generator, holdout(), settings)
+    assert generator.training  # mode restored
+    return result
+
+
+def test_every_figure_and_a_json_summary(analysis, tmp_path):
+    assert set(analysis.figures) == FIGURES
+    written = analysis.write(tmp_path)
+    assert {p.stem for p in written} == FIGURES and all(p.stat().st_size > 5000 for p in written)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert {"mask_size", "holdout_images", "metrics", "baselines", "pca", "jacobian", "biharmonic_phi_p"} <= set(summary)
+    assert summary["holdout_images"] == 24 and summary["mask_size"] == 16
+    assert set(summary["baselines"]) == {"mean", "telea", "ns", "biharmonic"}
+    assert {"eigenvalues", "abs_cosine", "energy_captured", "total_energy"} <= set(summary["pca"])
+    jac = summary["jacobian"]
+    assert {"p", "phi_p", "singular_values", "effective_dim", "participation_ratio"} <= set(jac) | set(jac["svd"])
+    for name in ("corner", "edge", "centre"):
+        curve = jac["phi_p"]["code"][name]
+        assert len(curve) == len(jac["p"]) and curve[-1] == pytest.approx(1.0)
+        assert all(a <= b + 1e-12 for a, b in zip(curve, curve[1:]))
+
+
+def test_bias_free_guarantee_is_checked_live(analysis):
+    summary = analysis.summary
+    if summary["bias_free"]:
+        assert summary["homogeneity"]["max"] < 1e-5
+        assert summary["homogeneity"]["full_jacobian"] < 1e-5
+    else:
+        assert summary["net_bias"]["max"] > 1e-2  # the biased model's f(y) - A_y y is real
+
+
+def test_pca_numbers_are_consistent(analysis):
+    pca = analysis.summary["pca"]
+    energy = pca["energy_captured"]["uncentred"]
+    assert 0 < energy["1"] <= energy["10"] <= 1
+    assert pca["eigenvalues"]["originals"] == sorted(pca["eigenvalues"]["originals"], reverse=True)
+    assert all(0 <= c <= 1 + 1e-9 for c in pca["abs_cosine"])
+    assert pca["rank"]["originals"] == 23  # 24 images: at most N - 1 components
+
+
+def test_biharmonic_is_local(analysis):
+    """Biharmonic weights lie within 2 pixels of the hole: from the hole's edge, phi_p is 1 at once."""
+    phi = analysis.summary["biharmonic_phi_p"]["hole"]["centre"]
+    p = analysis.summary["jacobian"]["p"]
+    assert phi[p.index(0.1)] == pytest.approx(1.0)
