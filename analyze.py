@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 
 import hydra
@@ -19,7 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from analysis import figures
 from analysis.report import AnalysisSettings, analyse
 from inpaint.data import to_float
-from inpaint.errors import InpaintError, user_error
+from inpaint.errors import InpaintError, exit_on_user_error
 from inpaint.module import InpaintingModule, load_checkpoint
 
 os.environ.setdefault("INPAINT_ROOT", str(Path(__file__).resolve().parent))
@@ -42,6 +41,7 @@ def load_all(cfg: DictConfig) -> dict[str, InpaintingModule]:
     return models
 
 
+@exit_on_user_error
 def run(cfg: DictConfig) -> None:
     L.seed_everything(cfg.seed, workers=True)
     models = load_all(cfg)
@@ -78,14 +78,7 @@ def cross_mask_figures(models: dict[str, InpaintingModule], summaries: dict[str,
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="analyze")
 def main(cfg: DictConfig) -> None:
-    try:
-        run(cfg)
-    except Exception as exc:
-        error = user_error(exc)
-        if error is None:
-            raise
-        log.error("%s", error)
-        sys.exit(2)
+    run(cfg)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from inpaint.errors import user_error
+from inpaint.errors import exit_on_user_error
 
 os.environ.setdefault("INPAINT_ROOT", str(Path(__file__).resolve().parent))
 log = logging.getLogger("train")
@@ -26,6 +26,7 @@ def instantiate_all(group: DictConfig | None) -> list:
     return [hydra.utils.instantiate(c) for c in (group or {}).values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
+@exit_on_user_error
 def train(cfg: DictConfig) -> float | None:
     """Fit the model, test it on the holdout, return the optimised metric."""
     log.info("Config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
@@ -50,12 +51,6 @@ def train(cfg: DictConfig) -> float | None:
 def main(cfg: DictConfig) -> float | None:
     try:
         return train(cfg)
-    except Exception as exc:
-        error = user_error(exc)
-        if error is None:
-            raise
-        log.error("%s", error)
-        sys.exit(2)
     finally:
         if "wandb" in sys.modules:
             sys.modules["wandb"].finish()

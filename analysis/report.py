@@ -257,9 +257,9 @@ def _local(analysis: Analysis, generator: ContextEncoder, images: torch.Tensor, 
         "definition": "||A_y y - f(y)|| / ||f(y)|| per analysed image (forward mode: all outputs, "
         "one JVP; reverse mode: the Jacobian rows of the named pixels)",
     }
-    centroid = {
-        name: centroid_offset(maps_colour[:, k].mean(0), pixels[name], mask.start) for k, name in enumerate(names)
-    }
+    acting = maps_colour.clone()  # weights on the hole act on zeros: leave them out of the centroid
+    acting[..., mask.hole, mask.hole] = 0
+    centroid = {name: centroid_offset(acting[:, k].mean(0), pixels[name], mask.start) for k, name in enumerate(names)}
     analysis.summary["jacobian"] = {
         "images": len(images),
         "pixels": pixels,
@@ -270,6 +270,7 @@ def _local(analysis: Analysis, generator: ContextEncoder, images: torch.Tensor, 
         "definitions: 'code' = authors' code (predicted square zeroed, window grows over the margin), "
         "'hole' = same with only the hole zeroed, 'paper' = equation (8)",
         "centroid_offset": centroid,
+        "centroid_note": "(rows, cols) from the output pixel to the centroid of |colour weight map| outside the hole; rows > 0: below",
         "grid_period": {name: grid_period(maps0[:, k].mean(0)) for k, name in enumerate(names)},
     }
     analysis.summary["biharmonic_phi_p"] = biharmonic_phi

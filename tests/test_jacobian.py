@@ -291,3 +291,16 @@ def test_grid_period_finds_a_planted_grid():
 def test_named_pixels():
     assert named_pixels(64) == {"corner": (0, 0), "diagonal": (8, 8), "centre": (32, 32), "edge": (32, 63)}
     assert named_pixels(16)["edge"] == (8, 15)
+
+
+@pytest.mark.slow
+def test_paper_width_full_jacobian_is_exact_at_64():
+    """The paper's 71 M-parameter generator: the whole A_y at m = 64 (12288 rows) gives A_y y = f(y)."""
+    torch.manual_seed(0)
+    g = ContextEncoder(64).eval()
+    y = g.mask_input(torch.rand(1, 3, 128, 128))[0]
+    full = jacobian(g, y)
+    with torch.no_grad():
+        fy = g(y[None])[0]
+    assert full.shape == (3, 64, 64, 3, 128, 128)
+    assert ((torch.einsum("cijdhw,dhw->cij", full, y) - fy).norm() / fy.norm()).item() < 1e-5
