@@ -74,12 +74,14 @@ def test_smoke_run_leaves_checkpoints_samples_and_an_offline_wandb_run(tmp_path)
     assert ckpt["hyper_parameters"]["mask_size"] == 64 and ckpt["global_step"] == 8  # 4 batches x 2 optimiser steps
 
 
-def test_resume_continues_from_the_checkpoint(tmp_path):
-    run("experiment=smoke", f"hydra.run.dir={tmp_path / 'a'}", *QUIET)
+def test_last_checkpoint_is_the_last_epoch_and_resumes(tmp_path):
+    # save_top_k=0: no best checkpoint at all, so last.ckpt must not depend on one
+    run("experiment=smoke", f"hydra.run.dir={tmp_path / 'a'}", "trainer.max_epochs=2", "callbacks.model_checkpoint.save_top_k=0", *QUIET)
     last = tmp_path / "a" / "checkpoints" / "last.ckpt"
-    result = run("experiment=smoke", f"hydra.run.dir={tmp_path / 'b'}", f"ckpt_path={last}", "trainer.max_epochs=2", *QUIET)
+    assert torch.load(last, weights_only=False)["epoch"] == 1
+    result = run("experiment=smoke", f"hydra.run.dir={tmp_path / 'b'}", f"ckpt_path={last}", "trainer.max_epochs=3", *QUIET)
     assert "Restored all states from the checkpoint" in result.stdout + result.stderr
-    assert torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 16
+    assert torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 24
 
 
 def test_multirun_sweeps_mask_sizes(tmp_path):
