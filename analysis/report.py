@@ -27,7 +27,6 @@ from analysis.jacobian import (
     net_bias,
     phi_p,
     spectrum_stats,
-    top_singular_vectors,
     weight_map,
 )
 from analysis.pca import CovarianceAccumulator, crop_vectors, summary as pca_summary

@@ -78,7 +78,6 @@ def test_phi_windows_match_the_jacobian_definitions():
     reaches the ring, so the figure and ``analysis.jacobian.phi_p`` use the same windows."""
     from analysis.jacobian import phi_p, phi_windows
 
-    mask = CenterMask(128, 64)
     for definition in ("code", "hole", "paper"):
         (lo, hi), = phi_windows(64, [0.3], 128, definition)[1]
         ring = torch.zeros(128, 128)
