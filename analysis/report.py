@@ -298,7 +298,7 @@ def _local(analysis: Analysis, generator: ContextEncoder, images: torch.Tensor, 
     )
     analysis.figures["F10_weight_maps_colour"] = figures.fig_weight_maps(
         {label: dict(zip(names, maps_colour[0])), "biharmonic": dict(zip(names, biharmonic_maps))}, located, masks,
-        title="Input-pixel weights (colour: all channels)",
+        title="Input-pixel weights (colour: all channels)", log=True,
     )
     analysis.figures["centroids"] = figures.fig_centroids(centroid, pixels, mask, background)
     if settings.svd:
