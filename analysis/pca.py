@@ -25,9 +25,15 @@ def crop_vectors(images: torch.Tensor, mask: CenterMask, grayscale: bool = True)
     Grayscale (the paper's default) takes BT.601 luma, D = m * m; RGB keeps the channels, D = 3 * m * m,
     channel-major. Values stay in [0, 1] units, those of the authors' numbers (total variance ~177.6).
     """
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise InpaintError(f"expected RGB images [N, 3, S, S], got shape {tuple(images.shape)}")
-    crops = mask.crop(images).to(torch.float64)
+    return to_vectors(mask.crop(images), grayscale)
+
+
+def to_vectors(crops: torch.Tensor, grayscale: bool = True) -> torch.Tensor:
+    """``[N, 3, m, m]`` crops (e.g. the network's predictions) -> ``[N, D]`` float64 vectors, as
+    :func:`crop_vectors`."""
+    if crops.ndim != 4 or crops.shape[1] != 3:
+        raise InpaintError(f"expected RGB images [N, 3, H, W], got shape {tuple(crops.shape)}")
+    crops = crops.to(torch.float64)
     if grayscale:
         crops = torch.einsum("c,nchw->nhw", crops.new_tensor(LUMA), crops)
     return crops.reshape(len(crops), -1)

@@ -29,7 +29,8 @@ from analysis.jacobian import (
     spectrum_stats,
     weight_map,
 )
-from analysis.pca import CovarianceAccumulator, crop_vectors, summary as pca_summary
+from analysis.pca import CovarianceAccumulator, crop_vectors, psnr, to_vectors
+from analysis.pca import summary as pca_summary
 from inpaint.data import to_float
 from inpaint.errors import InpaintError
 from inpaint.models import ContextEncoder
@@ -115,20 +116,13 @@ def _stream(generator: ContextEncoder, batches: Iterable[torch.Tensor], settings
         held.count += len(images)
         held.crops.append(crop_vectors(images, mask, settings.grayscale).float().cpu())
         # the reconstruction is the network's own m x m prediction (overlap ring included)
-        held.predicted.append(crop_vectors(_square(images, prediction, mask), mask, settings.grayscale).float().cpu())
+        held.predicted.append(to_vectors(prediction, settings.grayscale).float().cpu())
         room = keep - len(held.originals)
         held.originals += list(images[:room].cpu())
         held.inpainted += list(inpainted[:room].cpu())
     if held.count < 2:
         raise InpaintError(f"the analyses need at least 2 holdout images, got {held.count}: raise data.holdout_size.")
     return held
-
-
-def _square(images: torch.Tensor, prediction: torch.Tensor, mask) -> torch.Tensor:
-    """Images whose whole predicted m x m square is the prediction."""
-    out = images.clone()
-    out[..., mask.start : mask.end, mask.start : mask.end] = prediction
-    return out
 
 
 def analyse(
@@ -208,7 +202,7 @@ def _global(analysis: Analysis, held: _Holdout, settings: AnalysisSettings, mask
     )
     energy = result["total_energy"]
     analysis.figures["F7_total_energy"] = figures.fig_total_energy(energy["originals"], energy["reconstructions"])
-    reconstruction_psnr = -10 * (predicted.double() - originals.double()).square().mean(1).log10().mean().item()
+    reconstruction_psnr = psnr(predicted, originals).mean().item()
     result["reconstruction_psnr"] = reconstruction_psnr
     analysis.figures["projection_psnr"] = figures.fig_projection_psnr(
         result["projection_psnr"]["centred"], reconstruction_psnr
