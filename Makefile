@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-slow test-all clean
+.PHONY: install train test test-slow test-all bench clean
 
 install: $(STAMP)
 
@@ -31,3 +31,6 @@ test-all: install
 
 clean:
 	rm -rf logs multirun outputs .pytest_cache
+
+bench: install  ## ratios against the references, JSON in bench.json (ARGS="--quick" for ~1 min)
+	$(PY) -m benchmarks --out bench.json $(ARGS)

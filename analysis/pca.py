@@ -104,28 +104,33 @@ class CovarianceAccumulator:
     """Streams batches of ``[n, D]`` vectors, keeping in float64 their count, sum and the D x D sum
     of outer products, so memory is independent of N (D = 12288 RGB crops take 1.2 GB).
 
-    While N <= ``gram_limit`` (default D) it also keeps the vectors themselves, at most the memory of
-    the D x D sum, so that :meth:`finish` can decompose the N x N Gram matrix instead: the same
-    nonzero spectrum, exactly, at a fraction of the cost (1000 grayscale 64 x 64 crops: a 1000 x 1000
-    instead of a 4096 x 4096 eigenproblem)."""
+    While N <= ``gram_limit`` (default D) it keeps the vectors themselves instead, at most the memory
+    of the D x D sum, so that :meth:`finish` can decompose the N x N Gram matrix: the same nonzero
+    spectrum, exactly, at a fraction of the cost (1000 grayscale 64 x 64 crops: a 1000 x 1000
+    instead of a 4096 x 4096 eigenproblem). Past the limit they are folded into the D x D sum."""
 
     def __init__(self, dim: int, device: torch.device | str | None = None, gram_limit: int | None = None) -> None:
         self.dim = dim
         self.count = 0
         self.gram_limit = dim if gram_limit is None else gram_limit
         self.sum = torch.zeros(dim, dtype=torch.float64, device=device)
-        self.outer = torch.zeros(dim, dim, dtype=torch.float64, device=device)
-        self.rows: list[torch.Tensor] | None = []
+        self.outer: torch.Tensor | None = None  # built once N passes gram_limit
+        self.rows: list[torch.Tensor] = []
 
     def update(self, vectors: torch.Tensor) -> None:
-        """Adds a batch: one ``x^T x`` matmul, in place."""
+        """Adds a batch: kept as is while N <= gram_limit, else one in-place ``x^T x`` matmul."""
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise InpaintError(f"expected [n, {self.dim}] vectors, got shape {tuple(vectors.shape)}")
-        x = vectors.to(self.outer.device, torch.float64)
+        x = vectors.to(self.sum.device, torch.float64)
         self.count += len(x)
         self.sum += x.sum(dim=0)
-        self.outer.addmm_(x.T, x)
-        self.rows = self.rows + [x] if self.rows is not None and self.count <= self.gram_limit else None
+        self.rows.append(x)
+        if self.count > self.gram_limit:
+            if self.outer is None:
+                self.outer = torch.zeros(self.dim, self.dim, dtype=torch.float64, device=self.sum.device)
+            for kept in self.rows:
+                self.outer.addmm_(kept.T, kept)
+            self.rows = []
 
     def finish(self) -> PCA:
         """Exact eigen-decomposition of the unbiased (N - 1) covariance, sorted by descending eigenvalue.
@@ -135,15 +140,16 @@ class CovarianceAccumulator:
         if self.count < 2:
             raise InpaintError(f"PCA needs at least 2 vectors, got {self.count}")
         mean = self.sum / self.count
-        if self.rows is not None:
+        if self.outer is None:
             eigenvalues, eigenvectors = self._from_gram(mean)
+            energy = sum(x.square().sum().item() for x in self.rows) / self.count
         else:
             covariance = (self.outer - self.count * torch.outer(mean, mean)) / (self.count - 1)
             eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
             eigenvalues, eigenvectors = eigenvalues.flip(0).clamp(min=0), eigenvectors.flip(1)
+            energy = self.outer.trace().item() / self.count
         peaks = eigenvectors.gather(0, eigenvectors.abs().argmax(dim=0, keepdim=True))
         eigenvectors = eigenvectors * peaks.sign()
-        energy = self.outer.trace().item() / self.count
         return PCA(mean, eigenvalues, eigenvectors, self.count, energy)
 
     def _from_gram(self, mean: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -67,8 +67,12 @@ def test_smoke_run_leaves_checkpoints_samples_and_an_offline_wandb_run(tmp_path)
     result = run("experiment=smoke", f"hydra.run.dir={tmp_path}")
     assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {"last.ckpt", "epoch_000.ckpt"}
     assert (tmp_path / "samples" / "epoch_000.png").is_file()
-    media = list((tmp_path / "wandb").glob("offline-run-*/files/media/images/samples/*.png"))
-    assert len(media) == 1
+    media = tmp_path / "wandb"
+    assert len(list(media.glob("offline-run-*/files/media/images/samples/*.png"))) == 1
+    figures = {p.stem for p in (tmp_path / "analysis").glob("*.png")}
+    assert len(figures) == 17 and (tmp_path / "analysis" / "summary.json").is_file()
+    logged = list(media.glob("offline-run-*/files/media/images/analysis/*.png"))
+    assert {p.name.split("_")[0] for p in logged} == {f.split("_")[0] for f in figures} and len(logged) == 17
     assert "holdout/psnr" in result.stdout
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["hyper_parameters"]["mask_size"] == 64 and ckpt["global_step"] == 8  # 4 batches x 2 optimiser steps
