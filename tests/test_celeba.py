@@ -154,3 +154,28 @@ def test_datamodule_loader(celeba_root: Path) -> None:
     batch = next(iter(dm.train_dataloader()))
     assert batch.dtype == torch.uint8 and batch.shape == (4, 3, 128, 128)
     assert len(dm.val_dataloader()) == 1 and len(dm.test_dataloader()) == 1
+
+
+def test_decode_cache_is_built_once_and_serves_the_same_pixels(celeba_root: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    dm = CelebADataModule(str(celeba_root), holdout_size=6, cache_dir=str(cache))
+    dm.prepare_data()
+    files = sorted(cache.iterdir())
+    assert [f.name.split("_")[1] for f in files] == ["holdout", "train", "val"]
+    stamps = [f.stat().st_mtime_ns for f in files]
+    decoded = CelebADataModule(str(celeba_root), holdout_size=6).split("train")
+    cached = CelebADataModule(str(celeba_root), holdout_size=6, cache_dir=str(cache)).split("train")
+    assert len(cached) == len(decoded) == 12
+    assert all(torch.equal(cached[i], decoded[i]) for i in range(12))
+    assert [f.stat().st_mtime_ns for f in sorted(cache.iterdir())] == stamps  # reused, not rebuilt
+    other = CelebADataModule(str(celeba_root), holdout_size=6, train_size=5, cache_dir=str(cache))
+    assert other.cache_path("train") != dm.cache_path("train")  # another selection, another file
+
+
+def test_a_corrupt_image_stops_the_cache_build_and_leaves_no_file(tmp_path: Path) -> None:
+    root = make_celeba_tree(tmp_path / "tree")
+    (root / "img_align_celeba" / "000003.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    dm = CelebADataModule(str(root), holdout_size=6, cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(InpaintError, match="000003.jpg"):
+        dm.prepare_data()
+    assert not list((tmp_path / "cache").glob("*train*"))

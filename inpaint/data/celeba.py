@@ -7,10 +7,15 @@ Expected layout (torchvision's, the same files under ``ROOT/celeba/``, is accept
 
 The layout and the partition are checked when the data module is built, before any image is
 decoded, so a wrong ``root`` fails at once rather than after a model has been built.
+
+With ``cache_dir`` set, each split is decoded, cropped and resized once into a uint8 ``.npy``
+memory map there (``prepare_data`` builds it, on one process per node), and every later epoch and
+run reads pixels straight from it: no JPEG decoding on the training path.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -55,6 +60,44 @@ class CelebADataset(Dataset):
         image = image.crop((left, top, left + side, top + side))
         image = image.resize((self.image_size, self.image_size), Image.BICUBIC)
         return torch.from_numpy(np.asarray(image).transpose(2, 0, 1).copy())
+
+
+class CachedImages(Dataset):
+    """Decoded images, uint8 ``[3, S, S]`` each, from a ``.npy`` memory map ``[N, 3, S, S]``
+    (opened lazily, so every DataLoader worker maps the file itself)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.length = int(np.load(path, mmap_mode="r").shape[0])
+        self._array: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        if self._array is None:
+            self._array = np.load(self.path, mmap_mode="r")
+        return torch.from_numpy(np.array(self._array[i]))
+
+
+def build_cache(dataset: CelebADataset, path: Path) -> Path:
+    """Decode every image of ``dataset`` once into ``path``. Written to a temporary file and renamed
+    when complete, so an interrupted build never leaves a half-written cache behind."""
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npy")
+    size = dataset.image_size
+    try:
+        array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(dataset), 3, size, size))
+        for i in range(len(dataset)):
+            array[i] = dataset[i].numpy()
+        array.flush()
+        del array
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
 
 
 def _layout(root: Path) -> str:
@@ -125,7 +168,8 @@ def _first(names: list[str], size: int | None, what: str, split: str) -> list[st
 class CelebADataModule(ImageDataModule):
     """CelebA's official splits: train = 0 (optionally the first ``train_size``; the authors used
     the first 100,000), val = 1 (optionally the first ``val_size``), holdout = the first
-    ``holdout_size`` images of test = 2. Each split is sorted by file name."""
+    ``holdout_size`` images of test = 2. Each split is sorted by file name. ``cache_dir``: where
+    the decoded uint8 caches live (None decodes the JPEGs every time)."""
 
     def __init__(
         self,
@@ -133,9 +177,11 @@ class CelebADataModule(ImageDataModule):
         holdout_size: int = 1000,
         val_size: int | None = None,
         train_size: int | None = None,
+        cache_dir: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
         self.base = find_celeba(root)
         splits = read_partition(self.base)
         self.names: dict[str, list[str]] = {
@@ -144,5 +190,25 @@ class CelebADataModule(ImageDataModule):
             "holdout": _first(splits["2"], holdout_size, "holdout_size", "test"),
         }
 
-    def make_split(self, split: Split) -> CelebADataset:
+    def decoder(self, split: Split) -> CelebADataset:
+        """The split read from its JPEG files."""
         return CelebADataset([self.base / IMAGES / name for name in self.names[split]], self.image_size)
+
+    def cache_path(self, split: Split) -> Path | None:
+        """The split's cache file, named by a hash of its images and size (None without a cache)."""
+        if self.cache_dir is None:
+            return None
+        key = hashlib.sha1(f"{self.base.resolve()}|{self.image_size}|{','.join(self.names[split])}".encode()).hexdigest()
+        return self.cache_dir / f"celeba_{split}_{self.image_size}px_{len(self.names[split])}_{key[:12]}.npy"
+
+    def prepare_data(self) -> None:
+        """Build the decode caches (Lightning runs this on one process per node, before setup)."""
+        for split in ("train", "val", "holdout"):
+            if self.cache_dir is not None:
+                build_cache(self.decoder(split), self.cache_path(split))
+
+    def make_split(self, split: Split) -> Dataset:
+        path = self.cache_path(split)
+        if path is None:
+            return self.decoder(split)
+        return CachedImages(build_cache(self.decoder(split), path))
