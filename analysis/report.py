@@ -29,7 +29,7 @@ from analysis.jacobian import (
     spectrum_stats,
     weight_map,
 )
-from analysis.pca import CovarianceAccumulator, crop_vectors, psnr, to_vectors
+from analysis.pca import crop_vectors, fit_pca, psnr, to_vectors
 from analysis.pca import summary as pca_summary
 from inpaint.data import to_float
 from inpaint.errors import InpaintError
@@ -176,13 +176,7 @@ def _analyse(generator: ContextEncoder, batches: Iterable[torch.Tensor], setting
 def _global(analysis: Analysis, held: _Holdout, settings: AnalysisSettings, mask) -> None:
     """PCA of the originals' and the reconstructions' crops: F3-F7 and the projection PSNR."""
     originals, predicted = torch.cat(held.crops), torch.cat(held.predicted)
-    pcas = []
-    for vectors in (held.crops, held.predicted):
-        accumulator = CovarianceAccumulator(originals.shape[1])
-        for batch in vectors:
-            accumulator.update(batch)
-        pcas.append(accumulator.finish())
-    pca_o, pca_r = pcas
+    pca_o, pca_r = fit_pca(held.crops), fit_pca(held.predicted)
     ks = [k for k in settings.energy_ks if k <= pca_o.rank]
     result = pca_summary(pca_o, pca_r, originals, predicted, ks)
     result["grayscale"] = settings.grayscale
@@ -307,7 +301,8 @@ def _local(analysis: Analysis, generator: ContextEncoder, images: torch.Tensor, 
         analysis.summary["jacobian"]["svd"] = spectrum["summary"]
         analysis.figures["svd_spectrum"] = figures.fig_singular_values(
             {label: spectrum["singular_values"]},
-            {label: {k: spectrum["summary"][k] for k in ("effective_dim", "participation_ratio")}},
+            {label: {"effective_dimensionality": spectrum["summary"]["effective_dim"],
+                     "participation_ratio": spectrum["summary"]["participation_ratio"]}},
             title="Singular values of A_y (known-pixel columns)",
         )
         analysis.figures["svd_vectors"] = figures.fig_singular_vectors(*spectrum["vectors"])

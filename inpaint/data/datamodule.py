@@ -80,11 +80,10 @@ class ImageDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader("val")
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("holdout")
-
     def holdout_dataloader(self) -> DataLoader:
         return self._loader("holdout")
+
+    test_dataloader = holdout_dataloader
 
     def on_after_batch_transfer(self, batch: torch.Tensor, dataloader_idx: int) -> torch.Tensor:
         images = to_float(batch)
