@@ -19,6 +19,7 @@ from analysis import figures
 from analysis.report import AnalysisSettings, analyse
 from inpaint.data import to_float
 from inpaint.errors import InpaintError, exit_on_user_error
+from inpaint.malloc import retain_freed_memory
 from inpaint.module import InpaintingModule, load_checkpoint
 
 os.environ.setdefault("INPAINT_ROOT", str(Path(__file__).resolve().parent))
@@ -44,6 +45,8 @@ def load_all(cfg: DictConfig) -> dict[str, InpaintingModule]:
 @exit_on_user_error
 def run(cfg: DictConfig) -> None:
     L.seed_everything(cfg.seed, workers=True)
+    if cfg.retain_freed_memory:
+        retain_freed_memory()
     models = load_all(cfg)
     datamodule = hydra.utils.instantiate(cfg.data)
     settings = AnalysisSettings(**OmegaConf.to_container(cfg.analysis, resolve=True))

@@ -16,6 +16,7 @@ import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
 from inpaint.errors import exit_on_user_error
+from inpaint.malloc import retain_freed_memory
 
 os.environ.setdefault("INPAINT_ROOT", str(Path(__file__).resolve().parent))
 log = logging.getLogger("train")
@@ -30,6 +31,8 @@ def instantiate_all(group: DictConfig | None) -> list:
 def train(cfg: DictConfig) -> float | None:
     """Fit the model, test it on the holdout, return the optimised metric."""
     log.info("Config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+    if cfg.retain_freed_memory:
+        retain_freed_memory()
     L.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(cfg.model)

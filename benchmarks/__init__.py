@@ -1,15 +1,22 @@
-"""Benchmarks of the project's fast paths against their references, measured in one process.
+"""Benchmarks of the project's fast paths against their references, measured in one run.
 
 ``python -m benchmarks [--quick] [--out FILE] [--only train,jacobian,pca,data]``. Every figure
 alternates reference and ours over several repeats and reports the median, so a load change on a
-shared machine hits both sides alike. The cases live in :mod:`benchmarks.cases`.
+shared machine hits both sides alike. The cases live in :mod:`benchmarks.cases`; training and the
+Jacobian run each side in its own :class:`Worker` process.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def alternate(reference: Callable[[], float], ours: Callable[[], float], repeats: int) -> tuple[float, float]:
@@ -28,3 +35,26 @@ def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+class Worker:
+    """A :mod:`benchmarks.worker` process; ``worker(job, **arguments)`` runs one job there."""
+
+    def __init__(self, retain_freed_memory: bool = False) -> None:
+        command = [sys.executable, "-m", "benchmarks.worker"] + (["--retain-freed-memory"] if retain_freed_memory else [])
+        self.process = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def __call__(self, job: str, **arguments) -> float:
+        self.process.stdin.write(json.dumps({"job": job, **arguments}) + "\n")
+        self.process.stdin.flush()
+        for line in self.process.stdout:
+            if line.startswith("RESULT "):
+                return json.loads(line[len("RESULT ") :])["value"]
+        raise RuntimeError(f"benchmark worker exited with code {self.process.wait()} during job {job!r} (its error is above)")
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.process.stdin.close()
+        self.process.wait()

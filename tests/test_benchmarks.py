@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -16,3 +18,17 @@ def test_quick_pca_and_data_cases_write_their_json(tmp_path):
     assert {"device", "torch", "threads", "pca", "data"} <= set(result)
     assert result["pca"]["max_eigenvalue_rel_diff"] < 1e-8  # same eigenvalues as scikit-learn
     assert result["data"]["ratio"] > 1 and result["data"]["cache_images_per_s"] > 0
+
+
+def test_workers_run_the_training_and_jacobian_jobs_in_their_own_processes():
+    from benchmarks import Worker
+    from benchmarks.cases import BEST, REFERENCE
+
+    tiny = {"base_channels": 8, "bottleneck": 64}
+    with Worker() as reference, Worker(retain_freed_memory=True) as best:
+        assert reference("fit", settings=REFERENCE, width=tiny, batch=8, steps=3, warmup=1) > 0
+        assert best("fit", settings=BEST, width=tiny, batch=8, steps=3, warmup=1) > 0
+        assert best("jacobian", width=tiny) > 0
+        assert reference("loop", width=tiny, rows=[0, 5, 12287]) > 0
+    with pytest.raises(RuntimeError, match="exited with code 1 during job 'no-such-job'"):
+        Worker()("no-such-job")

@@ -105,6 +105,28 @@ def test_pixels_are_slices_of_the_full_jacobian_for_any_chunk(case64):
         jacobian(g, y, [(0, 64)])
 
 
+def test_code_and_rows_methods_agree(case64):
+    """The full A_y goes through the code (dout/dz times dz/dy); a few rows are pulled back directly."""
+    g, y, jac = case64
+    pixels = [(0, 0), (40, 7)]
+    by_code, by_rows = jacobian(g, y, pixels, method="code"), jacobian(g, y, pixels, method="rows")
+    assert close(by_code, by_rows) and close(by_rows, torch.stack([jac[:, i, j] for i, j in pixels]))
+    with pytest.raises(ValueError, match="ContextEncoder"):
+        jacobian(torch.nn.Sequential(g.encoder, g.decoder), y, pixels, method="code")
+
+
+def test_chunks_are_sized_from_free_memory(case64, monkeypatch):
+    import analysis.jacobian as module
+
+    g, y, _ = case64
+    assert 2**20 < module.available_memory(torch.device("cpu")) < 2**50
+    monkeypatch.setattr(module, "available_memory", lambda device: 400 * 2**20)
+    roomy = module.auto_chunk(g, y[None])
+    monkeypatch.setattr(module, "available_memory", lambda device: 4 * 2**20)
+    assert 1 <= module.auto_chunk(g, y[None]) < roomy / 50
+    assert module.auto_chunk(g, y[None], most=8) <= 8
+
+
 def test_channels_last_generator_gives_the_same_jacobian(case16):
     g, y, jac = case16
     pixels = [(3, 7), (15, 0)]

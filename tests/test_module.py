@@ -99,3 +99,31 @@ def test_metrics_are_float32_under_bf16_autocast():
         model.shared_step(images, "val")
     assert expected > 0.6
     assert model.metrics["val_"].compute()["val/ssim"].item() == pytest.approx(expected.item(), abs=1e-4)
+
+
+def test_generator_step_sees_the_updated_critic_and_leaves_its_gradients_alone(tmp_path):
+    """Under bf16 autocast the generator's adversarial term must use the critic after its update
+    (an autocast weight cache would reuse stale copies: Lightning disables it, and this guards
+    that), and the generator's backward must add nothing to the critic's gradients."""
+    torch.manual_seed(0)
+    model = InpaintingModule(adv_weight=0.5, **SMALL)
+    calls, grads = [], {}
+    model.discriminator.register_forward_hook(lambda module, args, out: calls.append((args[0].detach(), out.detach())))
+
+    class Snapshot(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            opt_g, opt_d = pl_module.optimizers(use_pl_optimizer=False)
+            snap = lambda key: lambda *a: grads.__setitem__(key, [p.grad.clone() for p in pl_module.discriminator.parameters()])
+            opt_d.register_step_post_hook(snap("after_critic_step"))
+            opt_g.register_step_pre_hook(snap("before_generator_step"))
+
+    trainer = L.Trainer(
+        max_steps=2, precision="bf16-mixed", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path, callbacks=[Snapshot()],
+    )
+    trainer.fit(model, DataLoader(Fixed(), batch_size=8))
+    assert len(calls) == 3  # real, fake (critic step), then the generator's adversarial term
+    fooled_input, fooled_output = calls[2]
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(model.discriminator(fooled_input), fooled_output)
+    assert all(torch.equal(a, b) for a, b in zip(grads["after_critic_step"], grads["before_generator_step"]))

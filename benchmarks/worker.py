@@ -1,0 +1,128 @@
+"""A benchmark worker process: ``python -m benchmarks.worker [--retain-freed-memory]``.
+
+Each line on stdin is a job, ``{"job": NAME, ...arguments}``; the worker answers
+``RESULT {"value": ...}`` on stdout. A case keeps one worker for the reference and one for the
+project's method and alternates between them, so process-wide settings (the allocator,
+:mod:`inpaint.malloc`) and each side's heap stay with that side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import warnings
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from analysis.jacobian import jacobian
+from inpaint.malloc import retain_freed_memory
+from inpaint.models import ContextEncoder
+from inpaint.module import InpaintingModule
+
+
+class StepTimer(L.Callback):
+    """perf_counter at the start and end of every training batch."""
+
+    def __init__(self) -> None:
+        self.starts: list[float] = []
+        self.ends: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.starts.append(time.perf_counter())
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.ends.append(time.perf_counter())
+
+
+def fit_rate(settings: dict, width: dict, batch: int, steps: int, warmup: int) -> float:
+    """Images/s of ``steps`` generator + critic steps on random images, from the start of step
+    ``warmup + 1`` to the end of the last (data fetching between steps included)."""
+    torch.manual_seed(0)
+    images = torch.rand(batch * steps, 3, 128, 128)
+    model = InpaintingModule(
+        adv_weight=0.001,
+        dense_bottleneck=settings["dense_bottleneck"],
+        channels_last=settings["channels_last"],
+        fused_adam=settings["fused_adam"],
+        **width,
+    )
+    timer = StepTimer()
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        precision=settings["precision"],
+        max_steps=2 * steps,  # manual optimisation: each optimiser.step() (generator and critic) counts
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[timer],
+    )
+    trainer.fit(model, DataLoader(images, batch_size=batch, shuffle=True, drop_last=True))
+    if len(timer.ends) != steps:
+        raise RuntimeError(f"expected {steps} training batches, Lightning ran {len(timer.ends)}")
+    return batch * (steps - warmup) / (timer.ends[-1] - timer.starts[warmup])
+
+
+def _generator(width: dict, dense_bottleneck: bool, channels_last: bool) -> ContextEncoder:
+    """The m = 64 generator in eval mode, its batch-norm scales set from one train-mode pass."""
+    torch.manual_seed(0)
+    generator = ContextEncoder(64, dense_bottleneck=dense_bottleneck, **width)
+    with torch.no_grad():
+        generator(generator.mask_input(torch.rand(8, 3, 128, 128)))
+    generator.eval()
+    return generator.to(memory_format=torch.channels_last) if channels_last else generator
+
+
+def _input(generator: ContextEncoder, channels_last: bool) -> torch.Tensor:
+    masked = generator.mask_input(torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(1)))
+    return (masked.contiguous(memory_format=torch.channels_last) if channels_last else masked)[0]
+
+
+def jacobian_seconds(width: dict) -> float:
+    """Seconds for the whole A_y by :func:`analysis.jacobian.jacobian`, the model as trained here
+    (dense bottleneck, channels last)."""
+    generator = _generator(width, dense_bottleneck=True, channels_last=True)
+    masked = _input(generator, channels_last=True)
+    start = time.perf_counter()
+    jacobian(generator, masked)
+    return time.perf_counter() - start
+
+
+def loop_seconds(width: dict, rows: list[int]) -> float:
+    """Seconds for the given rows of A_y by one ``torch.autograd.grad`` per output scalar on the
+    authors' model (convolutional bottleneck, channels first): Mohan et al.'s code."""
+    generator = _generator(width, dense_bottleneck=False, channels_last=False)
+    y = _input(generator, channels_last=False).unsqueeze(0).requires_grad_(True)
+    start = time.perf_counter()
+    out = generator(y).flatten()
+    for r in rows:
+        torch.autograd.grad(out[r], y, retain_graph=True)
+    return time.perf_counter() - start
+
+
+JOBS = {"fit": fit_rate, "jacobian": jacobian_seconds, "loop": loop_seconds}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.worker", description=__doc__)
+    parser.add_argument("--retain-freed-memory", action="store_true", help="inpaint.malloc.retain_freed_memory() first")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    if args.retain_freed_memory:
+        retain_freed_memory()
+    for line in sys.stdin:
+        request = json.loads(line)
+        value = JOBS[request.pop("job")](**request)
+        print("RESULT " + json.dumps({"value": value}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
