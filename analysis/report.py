@@ -8,7 +8,8 @@ first images. The Lightning callback and ``analyze.py`` both call it, so their o
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,7 +144,15 @@ def analyse(
 def _analyse(generator: ContextEncoder, batches: Iterable[torch.Tensor], settings: AnalysisSettings) -> Analysis:
     mask = generator.mask
     keep = max(settings.examples, settings.baseline_images, settings.jacobian_images, 1)
+    clock = [time.perf_counter()]
+    seconds = {}
+
+    def lap(name: str) -> None:
+        clock.append(time.perf_counter())
+        seconds[name] = clock[-1] - clock[-2]
+
     held = _stream(generator, batches, settings, keep)
+    lap("holdout_pass")
     originals, inpainted = torch.stack(held.originals), torch.stack(held.inpainted)
     summary = {
         "mask_size": mask.size,
@@ -167,8 +176,11 @@ def _analyse(generator: ContextEncoder, batches: Iterable[torch.Tensor], setting
         analysis.figures["baselines"] = figures.fig_baselines(
             {"CNN": summary["model_on_baseline_images"], **summary["baselines"]}, images=b
         )
+    lap("baselines")
     _global(analysis, held, settings, mask)
-    _local(analysis, generator, originals[: settings.jacobian_images], settings)
+    lap("pca")
+    _local(analysis, generator, originals[: settings.jacobian_images], settings, lap)
+    summary["seconds"] = seconds
     analysis.summary = _finite(analysis.summary)
     return analysis
 
@@ -203,8 +215,11 @@ def _global(analysis: Analysis, held: _Holdout, settings: AnalysisSettings, mask
     )
 
 
-def _local(analysis: Analysis, generator: ContextEncoder, images: torch.Tensor, settings: AnalysisSettings) -> None:
-    """The Jacobian: A_y y = f(y), weight maps, phi_p, centroids, grid, SVD; biharmonic beside it."""
+def _local(
+    analysis: Analysis, generator: ContextEncoder, images: torch.Tensor, settings: AnalysisSettings, lap: Callable[[str], None]
+) -> None:
+    """The Jacobian: A_y y = f(y), weight maps, phi_p, centroids, grid, SVD; biharmonic beside it.
+    ``lap(name)`` records the seconds since the previous lap."""
     mask = generator.mask
     m, size = mask.size, mask.image_size
     pixels = named_pixels(m)
@@ -289,8 +304,10 @@ def _local(analysis: Analysis, generator: ContextEncoder, images: torch.Tensor, 
         title="Input-pixel weights (colour: all channels)", log=True,
     )
     analysis.figures["centroids"] = figures.fig_centroids(centroid, pixels, mask, background)
+    lap("jacobian_rows")
     if settings.svd:
         full = jacobian(generator, masked[0])
+        lap("jacobian_full")
         with torch.no_grad():
             fy = generator(masked[:1])[0].float()
         ay_y = torch.einsum("cijdhw,dhw->cij", full, masked[0])
@@ -306,6 +323,7 @@ def _local(analysis: Analysis, generator: ContextEncoder, images: torch.Tensor, 
             title="Singular values of A_y (known-pixel columns)",
         )
         analysis.figures["svd_vectors"] = figures.fig_singular_vectors(*spectrum["vectors"])
+        lap("svd")
 
 
 def _finite(value):

@@ -153,8 +153,9 @@ def test_datamodule_loaders() -> None:
     holdout = list(dm.test_dataloader())
     assert [b.shape[0] for b in holdout] == [4, 2]
     assert torch.equal(torch.cat(holdout), torch.stack([dm.split("holdout")[i] for i in range(6)]))
-    workers = FacesDataModule(holdout_size=6, batch_size=4, image_size=64, num_workers=2)
-    assert torch.equal(torch.cat(list(workers.test_dataloader())), torch.cat(holdout))
+    for in_memory in (True, False):  # drawn once or on the fly; in worker processes or not
+        workers = FacesDataModule(holdout_size=6, batch_size=4, image_size=64, num_workers=2, in_memory=in_memory)
+        assert torch.equal(torch.cat(list(workers.test_dataloader())), torch.cat(holdout))
     images = dm.on_after_batch_transfer(train, 0)
     assert images.dtype == torch.float32 and 0 <= images.min() and images.max() <= 1
 
@@ -172,3 +173,17 @@ def test_invalid_arguments_raise(kwargs: dict) -> None:
 def test_invalid_dataset_arguments_raise(args: tuple) -> None:
     with pytest.raises(InpaintError):
         FacesDataset(*args)
+
+
+def test_loader_settings_follow_the_trainer_device() -> None:
+    from types import SimpleNamespace
+
+    gpu_trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cuda", 0)), num_devices=2)
+    dm = FacesDataModule(train_size=8)
+    assert dm.loader_settings() == (0, False)  # no trainer (analyze.py) or a CPU one: no workers, no pinning
+    dm.trainer = gpu_trainer
+    workers, pin = dm.loader_settings()
+    assert pin and 1 <= workers <= 8
+    fixed = FacesDataModule(train_size=8, num_workers=3, pin_memory=False)
+    fixed.trainer = gpu_trainer
+    assert fixed.loader_settings() == (3, False)

@@ -8,6 +8,7 @@ the data's business: the LightningModule applies them.
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
 import lightning as L
@@ -26,6 +27,9 @@ class ImageDataModule(L.LightningDataModule):
     """Base class: subclasses implement :meth:`make_split`; this class does loaders and flips.
 
     ``batch_size`` is per device (under DDP the global batch is ``batch_size * world_size``).
+    ``num_workers`` and ``pin_memory`` default (None) to what the trainer's device wants: on a GPU,
+    pinned memory and loader workers sharing the process's CPUs among its devices; on a CPU, no
+    workers (they would take cores from the training step) and no pinning.
     The holdout split is what the analyses run on; ``test_dataloader`` serves it too, so
     ``trainer.test`` reports holdout metrics.
     """
@@ -33,10 +37,10 @@ class ImageDataModule(L.LightningDataModule):
     def __init__(
         self,
         batch_size: int = 64,
-        num_workers: int = 0,
+        num_workers: int | None = None,
         image_size: int = 128,
         flip: bool = True,
-        pin_memory: bool = False,
+        pin_memory: bool | None = None,
     ) -> None:
         super().__init__()
         self.batch_size = batch_size
@@ -63,15 +67,27 @@ class ImageDataModule(L.LightningDataModule):
         for name in wanted:
             self.split(name)
 
+    def loader_settings(self) -> tuple[int, bool]:
+        """(num_workers, pin_memory): the configured values, or the defaults for the trainer's device."""
+        trainer = self.trainer
+        on_gpu = trainer is not None and trainer.strategy.root_device.type == "cuda"
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        workers = min(8, max(1, cpus // max(1, trainer.num_devices))) if on_gpu else 0
+        return (
+            workers if self.num_workers is None else self.num_workers,
+            on_gpu if self.pin_memory is None else self.pin_memory,
+        )
+
     def _loader(self, split: Split, train: bool = False) -> DataLoader:
+        workers, pin = self.loader_settings()
         return DataLoader(
             self.split(split),
             batch_size=self.batch_size,
             shuffle=train,
             drop_last=train,  # a last batch of one would break batch norm
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
+            num_workers=workers,
+            pin_memory=pin,
+            persistent_workers=workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -477,12 +477,17 @@ class FacesDataModule(ImageDataModule):
     SPLIT_SEED = {"train": 0, "val": 1, "holdout": 2}  # split seed = 3 * seed + this
 
     def __init__(self, train_size: int = 20000, val_size: int = 256, holdout_size: int = 1000,
-                 seed: int = 0, **kwargs) -> None:
+                 seed: int = 0, in_memory: bool = True, **kwargs) -> None:
+        """``in_memory``: draw each split once, when first used, and serve the uint8 images from
+        memory (48 KiB a face at 128 px), rather than drawing every face again each epoch (1.3 ms
+        a face: a fifth of a demo training step)."""
         super().__init__(**kwargs)
         _check_args(seed, self.image_size, train_size=train_size, val_size=val_size,
                     holdout_size=holdout_size)  # now, not when a loader is first asked for
         self.sizes = {"train": train_size, "val": val_size, "holdout": holdout_size}
         self.seed = seed
+        self.in_memory = in_memory
 
     def make_split(self, split: Split) -> Dataset:
-        return FacesDataset(self.sizes[split], 3 * self.seed + self.SPLIT_SEED[split], self.image_size)
+        faces = FacesDataset(self.sizes[split], 3 * self.seed + self.SPLIT_SEED[split], self.image_size)
+        return torch.stack([faces[i] for i in range(len(faces))]) if self.in_memory else faces
