@@ -18,6 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from analysis import figures
 from analysis.report import AnalysisSettings, analyse
 from inpaint.data import to_float
+from inpaint.checks import check_data, check_writable
 from inpaint.errors import InpaintError, exit_on_user_error
 from inpaint.malloc import retain_freed_memory
 from inpaint.module import InpaintingModule, load_checkpoint
@@ -44,6 +45,8 @@ def load_all(cfg: DictConfig) -> dict[str, InpaintingModule]:
 
 @exit_on_user_error
 def run(cfg: DictConfig) -> None:
+    check_data(OmegaConf.to_container(cfg.data, resolve=True), training=False)
+    check_writable(cfg.paths.output_dir)
     L.seed_everything(cfg.seed, workers=True)
     if cfg.retain_freed_memory:
         retain_freed_memory()

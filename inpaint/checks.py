@@ -1,0 +1,91 @@
+"""Checks of a run's settings that need no data and no model.
+
+train.py and analyze.py call these on the composed config (as plain dicts) before anything is
+read or built, so a setting no run can use fails at once with one message saying what to do,
+instead of minutes later or deep inside Lightning. Each raises :class:`InpaintError`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from inpaint.errors import InpaintError
+from inpaint.masks import SUPPORTED_SIZES, CenterMask
+
+# Lightning's precision names (lightning.pytorch.Trainer(precision=...)).
+PRECISIONS = (
+    "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed",
+    "transformer-engine", "transformer-engine-float16", "64", "32", "16", "bf16", 64, 32, 16,
+)
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_model(model: dict, image_size: int) -> None:
+    """The generator and its optimisers: mask size and fit, widths, learning rates, betas, weights."""
+    mask_size = model["mask_size"]
+    if mask_size not in SUPPORTED_SIZES:
+        raise InpaintError(f"mask size {mask_size} has no decoder: choose mask=center16, center32 or center64.")
+    if not _whole(image_size) or image_size < 32 or image_size % 32:
+        raise InpaintError(f"image_size must be a positive multiple of 32 (the encoder halves it 5 times), not {image_size}.")
+    CenterMask(image_size, mask_size, model.get("overlap"))  # does the mask fit the image?
+    for name in ("base_channels", "bottleneck"):
+        if not _whole(model[name]) or model[name] < 1:
+            raise InpaintError(f"model.{name} must be a positive integer, not {model[name]!r}.")
+    for name in ("lr_g", "lr_d"):
+        if not model[name] > 0:
+            raise InpaintError(f"model.{name} must be positive, not {model[name]} (Pathak: 2e-4).")
+    for name in ("beta1", "beta2"):
+        if not 0 <= model[name] < 1:
+            raise InpaintError(f"model.{name} must lie in [0, 1), not {model[name]} (Pathak: 0.5 and 0.999).")
+    if not 0 <= model["adv_weight"] <= 1:
+        raise InpaintError(f"model.adv_weight must lie in [0, 1], not {model['adv_weight']} (Pathak: 0.001; 0 = pure L2).")
+
+
+def check_data(data: dict, training: bool = True, analyses: bool = True) -> None:
+    """Batch and split sizes: batch norm trains on at least two images a batch, training needs at
+    least one batch, the analyses at least two holdout images."""
+    batch = data["batch_size"]
+    if not _whole(batch) or batch < (2 if training else 1):
+        raise InpaintError(
+            f"data.batch_size={batch!r}: batch norm needs at least 2 images per batch and per device; use 2 or more (the paper: 64)."
+        )
+    train = data.get("train_size")
+    if training and _whole(train) and train < batch:
+        raise InpaintError(
+            f"data.train_size={train} is smaller than one batch (data.batch_size={batch}), so there is nothing to train on: "
+            f"raise data.train_size or lower data.batch_size."
+        )
+    holdout = data.get("holdout_size")
+    if analyses and _whole(holdout) and holdout < 2:
+        raise InpaintError(f"data.holdout_size={holdout}: the analyses need at least 2 holdout images (the paper: 1000).")
+
+
+def check_trainer(trainer: dict) -> None:
+    """Precision and length."""
+    precision = trainer.get("precision", "32-true")
+    if precision not in PRECISIONS:
+        raise InpaintError(
+            f"trainer.precision={precision!r} is not a precision Lightning knows: use 32-true, bf16-mixed "
+            f"(CPUs and GPUs with bf16) or 16-mixed (older GPUs)."
+        )
+    epochs = trainer.get("max_epochs")
+    if epochs is not None and (not _whole(epochs) or (epochs < 1 and epochs != -1)):
+        raise InpaintError(f"trainer.max_epochs must be a positive integer (or -1: no limit), not {epochs!r}.")
+
+
+def check_writable(folder: str | Path) -> None:
+    """The folder exists (made if need be, as the run would) and takes a file: better now than when
+    the first checkpoint is saved, hours into training."""
+    path = Path(folder).expanduser().absolute()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as error:
+        raise InpaintError(
+            f"cannot write the output folder {path} ({error.strerror or error}): "
+            f"point paths.log_dir (or hydra.run.dir) somewhere writable."
+        ) from error

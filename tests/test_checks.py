@@ -1,0 +1,67 @@
+"""Settings no run can use are refused before any data is read or model built, with one message."""
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from inpaint.checks import check_data, check_model, check_trainer, check_writable
+from inpaint.errors import InpaintError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def settings(*overrides: str) -> dict:
+    os.environ.setdefault("INPAINT_ROOT", str(ROOT))
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=smoke", "paths.output_dir=unused", *overrides])
+    plain = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("model", "data", "trainer")}
+    return {**plain, "image_size": cfg.image_size, "log_dir": cfg.paths.log_dir}
+
+
+def check_all(s: dict) -> None:
+    check_model(s["model"], s["image_size"])
+    check_data(s["data"], analyses=True)
+    check_trainer(s["trainer"])
+    check_writable(s["log_dir"])
+
+
+@pytest.mark.parametrize("experiment", ["demo", "smoke", "paper_64", "paper_16"])
+def test_every_shipped_experiment_passes(experiment):
+    check_all(settings(f"experiment={experiment}"))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("mask.size=48", "mask size 48 has no decoder"),
+        ("image_size=100", "multiple of 32"),
+        ("mask.overlap=40", "leaves no hole"),
+        ("model.base_channels=0", "model.base_channels must be a positive integer"),
+        ("model.lr_g=-1e-4", "model.lr_g must be positive"),
+        ("model.lr_d=0", "model.lr_d must be positive"),
+        ("model.beta1=1.5", "model.beta1 must lie in [0, 1)"),
+        ("model.adv_weight=2", "model.adv_weight must lie in [0, 1]"),
+        ("data.batch_size=1", "batch norm needs at least 2 images"),
+        ("data.train_size=8", "smaller than one batch"),
+        ("data.holdout_size=1", "at least 2 holdout images"),
+        ("trainer.precision=17", "not a precision Lightning knows"),
+        ("trainer.max_epochs=0", "trainer.max_epochs must be a positive integer"),
+        ("paths.log_dir=/proc/cannot/write/here", "cannot write the output folder"),
+    ],
+)
+def test_impossible_settings_are_refused_with_what_to_do(override, message):
+    with pytest.raises(InpaintError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        check_all(settings(override))
+
+
+def test_output_folder_is_made_or_refused(tmp_path):
+    check_writable(tmp_path / "runs" / "new")  # made, as the run would
+    assert (tmp_path / "runs" / "new").is_dir()
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(InpaintError, match="cannot write the output folder"):
+        check_writable(blocker / "runs")
+    assert blocker.read_text() == "not a folder"  # nothing lost
