@@ -1,7 +1,8 @@
 """Train a (bias-free) Context Encoder: `python train.py [experiment=NAME] [group=option ...]`.
 
-Composes conf/train.yaml with Hydra, then: seed, data, model, callbacks, loggers, trainer, fit,
-holdout test. Returns the metric named by `optimized_metric` so sweepers can optimise it.
+Composes conf/train.yaml with Hydra, then: the checkpoint to resume from (if any), seed, data,
+model, callbacks, loggers, trainer, fit, holdout test. Returns the metric named by
+`optimized_metric` so sweepers can optimise it.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from inpaint.checks import check_data, check_model, check_trainer, check_writable
 from inpaint.errors import exit_on_user_error
+from inpaint.faults import AtomicCheckpointIO, find_checkpoint, resume_state
 from inpaint.malloc import retain_freed_memory
 
 os.environ.setdefault("INPAINT_ROOT", str(Path(__file__).resolve().parent))
@@ -27,9 +30,34 @@ def instantiate_all(group: DictConfig | None) -> list:
     return [hydra.utils.instantiate(c) for c in (group or {}).values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
+def check(cfg: DictConfig) -> None:
+    """Refuse settings no run can use (inpaint/checks.py) before any data is read or model built."""
+    plain = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("model", "data", "trainer")}
+    check_model(plain["model"], cfg.image_size)
+    check_data(plain["data"], training=True, analyses=bool((cfg.get("callbacks") or {}).get("analysis")))
+    check_trainer(plain["trainer"])
+    check_writable(cfg.paths.output_dir)
+
+
+def resolve_resume(cfg: DictConfig) -> None:
+    """Turn ``ckpt_path`` into the checkpoint to resume from (``last``: the newest ``last.ckpt`` of
+    this task's runs) and point a W&B logger at the W&B run stored in it, before anything is built."""
+    cfg.ckpt_path = find_checkpoint(cfg.get("ckpt_path"), Path(cfg.paths.log_dir) / cfg.task_name / "runs")
+    if cfg.ckpt_path is None:
+        return
+    step, wandb_id = resume_state(cfg.ckpt_path)
+    log.info("Resuming from %s at step %d%s", cfg.ckpt_path, step, f" in W&B run {wandb_id}" if wandb_id else "")
+    for logger in (cfg.get("logger") or {}).values():
+        if wandb_id and isinstance(logger, DictConfig) and str(logger.get("_target_")).endswith("WandbLogger"):
+            with open_dict(logger):
+                logger.id = wandb_id  # WandbLogger resumes an existing id ("allow")
+
+
 @exit_on_user_error
 def train(cfg: DictConfig) -> float | None:
     """Fit the model, test it on the holdout, return the optimised metric."""
+    check(cfg)
+    resolve_resume(cfg)
     log.info("Config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
     if cfg.retain_freed_memory:
         retain_freed_memory()
@@ -37,11 +65,14 @@ def train(cfg: DictConfig) -> float | None:
     datamodule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(cfg.model)
     loggers = instantiate_all(cfg.get("logger"))
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")), logger=loggers)
+    # the trainer config's plugins (SLURM's environment, ...) and checkpoints written through a rename
+    plugins = [*hydra.utils.instantiate(cfg.trainer.get("plugins") or []), AtomicCheckpointIO()]
+    callbacks = instantiate_all(cfg.get("callbacks"))
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     metric = trainer.callback_metrics.get(cfg.optimized_metric)
     if cfg.get("test"):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""

@@ -1,6 +1,8 @@
 """Settings no run can use are refused before any data is read or model built, with one message."""
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,3 +67,22 @@ def test_output_folder_is_made_or_refused(tmp_path):
     with pytest.raises(InpaintError, match="cannot write the output folder"):
         check_writable(blocker / "runs")
     assert blocker.read_text() == "not a folder"  # nothing lost
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [("trainer.precision=17", "trainer.precision=17 is not a precision"), ("data.batch_size=1", "data.batch_size=1"),
+     ("mask=center16 mask.size=48", "mask size 48 has no decoder")],
+)
+def test_train_py_refuses_before_building_anything(override, message, tmp_path):
+    """One ERROR line, exit status 2, no traceback, and nothing written but Hydra's own run folder."""
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "experiment=smoke", f"hydra.run.dir={tmp_path}", *override.split()],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-2000:]
+    assert [line for line in output.splitlines() if "ERROR" in line] == [line for line in output.splitlines() if message in line]
+    assert "Traceback" not in output
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", "train.log"]

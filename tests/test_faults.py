@@ -1,0 +1,200 @@
+"""Faults: resume after SIGKILL in the same W&B run, a checkpoint on SIGTERM, atomic checkpoint
+writes, bitwise determinism, and a clear error when there is nothing to resume."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from inpaint.errors import InpaintError
+from inpaint.faults import SIGTERM_EXIT_CODE, WANDB_ID_KEY, AtomicCheckpointIO, find_checkpoint
+from inpaint.module import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = ["callbacks.rich_progress_bar=null", "callbacks.model_summary=null", "callbacks.analysis=null", "test=false"]
+# smoke: 64 faces in batches of 16 = 4 batches an epoch, 2 optimiser steps (generator, critic) a batch
+STEPS_PER_EPOCH = 8
+TIMEOUT = 600  # the machine is slow and shared
+
+
+class PauseAt(L.Callback):
+    """Loaded by train.py from this file (PYTHONPATH=tests/): after batch ``at_batch`` of epoch
+    ``epoch``, touch ``marker`` and wait for a signal, so a test can signal the run mid-epoch at a
+    known step instead of guessing one from the clock."""
+
+    def __init__(self, epoch: int, at_batch: int, marker: str) -> None:
+        self.epoch, self.at_batch, self.marker = epoch, at_batch, marker
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if (trainer.current_epoch, batch_idx) != (self.epoch, self.at_batch):
+            return
+        Path(self.marker).touch()
+        deadline = time.monotonic() + TIMEOUT
+        while not trainer.received_sigterm and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def start(*overrides: str) -> subprocess.Popen:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONPATH": str(ROOT / "tests")}
+    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *overrides], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process: subprocess.Popen) -> tuple[int, str]:
+    output, _ = process.communicate(timeout=TIMEOUT)
+    return process.returncode, output
+
+
+def run(*overrides: str) -> str:
+    code, output = finish(start(*overrides))
+    assert code == 0, output[-5000:]
+    return output
+
+
+def pause(tmp_path: Path, epoch: int, at_batch: int) -> tuple[list[str], Path]:
+    marker = tmp_path / "paused"
+    overrides = ["+callbacks.pause._target_=test_faults.PauseAt", f"+callbacks.pause.epoch={epoch}",
+                 f"+callbacks.pause.at_batch={at_batch}", f"+callbacks.pause.marker={marker}"]
+    return overrides, marker
+
+
+def wait_for(path: Path, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not path.exists():
+        assert process.poll() is None, f"train.py ended before {path.name}:\n{finish(process)[1][-5000:]}"
+        assert time.monotonic() < deadline, f"no {path} after {TIMEOUT} s"
+        time.sleep(0.1)
+
+
+def run_dirs(log_dir: Path) -> list[Path]:
+    return sorted((log_dir / "smoke" / "runs").iterdir())
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def first_logged_step(run_dir: Path) -> int:
+    with open(run_dir / "csv" / "version_0" / "metrics.csv") as file:
+        return min(int(row["step"]) for row in csv.DictReader(file) if row.get("train/g_loss"))
+
+
+def wandb_ids(run_dir: Path) -> list[str]:
+    return [path.name.rsplit("-", 1)[1] for path in (run_dir / "wandb").glob("offline-run-*")]
+
+
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_ckpt_path_last_continues_the_step_and_the_wandb_run(tmp_path):
+    logs = tmp_path / "logs"
+    common = ["experiment=smoke", "trainer.max_epochs=3", f"paths.log_dir={logs}", "logger=many", *QUIET]
+    overrides, marker = pause(tmp_path, epoch=1, at_batch=1)
+    process = start(*common, *overrides)
+    wait_for(marker, process)  # epoch 0 checkpointed, epoch 1 half done
+    process.kill()
+    process.wait(timeout=TIMEOUT)
+    [killed] = run_dirs(logs)
+    saved = killed / "checkpoints" / "last.ckpt"
+    assert load(saved)["global_step"] == STEPS_PER_EPOCH
+
+    output = run(*common, "ckpt_path=last")
+    assert f"Resuming from {saved} at step {STEPS_PER_EPOCH}" in output
+    assert "Restored all states from the checkpoint" in output
+    resumed = run_dirs(logs)[1]
+    last = load(resumed / "checkpoints" / "last.ckpt")
+    assert (last["epoch"], last["global_step"]) == (2, 3 * STEPS_PER_EPOCH)
+    assert first_logged_step(resumed) == STEPS_PER_EPOCH // 2  # logged per batch: training went on from batch 4, not 0
+    assert wandb_ids(killed) == wandb_ids(resumed) == [load(saved)[WANDB_ID_KEY]] == [last[WANDB_ID_KEY]]
+
+
+@pytest.mark.slow
+def test_sigterm_mid_epoch_saves_last_ckpt_at_the_step_reached_and_exits_143(tmp_path):
+    logs = tmp_path / "logs"
+    common = ["experiment=smoke", "trainer.max_epochs=3", f"paths.log_dir={logs}", "logger=csv", *QUIET]
+    overrides, marker = pause(tmp_path, epoch=1, at_batch=1)
+    process = start(*common, *overrides)
+    wait_for(marker, process)
+    process.send_signal(signal.SIGTERM)
+    code, output = finish(process)
+    assert code == SIGTERM_EXIT_CODE, output[-5000:]
+    checkpoints = run_dirs(logs)[0] / "checkpoints"
+    assert load(checkpoints / "last.ckpt")["global_step"] == STEPS_PER_EPOCH + 2 * 2  # epoch 0, then batches 0 and 1
+    assert load_checkpoint(checkpoints / "last.ckpt").hparams.mask_size == 64
+    assert all(path.suffix == ".ckpt" for path in checkpoints.iterdir())  # no temporary file left
+    assert "SIGTERM: saved" in output
+
+    run(*common, "ckpt_path=last")  # the mid-epoch checkpoint resumes and the run completes
+    assert load(run_dirs(logs)[1] / "checkpoints" / "last.ckpt")["global_step"] == 3 * STEPS_PER_EPOCH
+
+
+class Interrupt:
+    """Pickled inside a checkpoint: records the folder's files at that moment, then interrupts
+    the write as Ctrl+C or a crash would."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder, self.seen = folder, None
+
+    def __reduce__(self):
+        self.seen = sorted(path.name for path in self.folder.iterdir())
+        raise KeyboardInterrupt
+
+
+def test_an_interrupted_checkpoint_write_leaves_the_previous_checkpoint_whole(tmp_path):
+    io, last = AtomicCheckpointIO(), tmp_path / "last.ckpt"
+    io.save_checkpoint({"global_step": 1, "weights": torch.arange(1000.0)}, last)
+    interrupt = Interrupt(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        io.save_checkpoint({"global_step": 2, "weights": torch.zeros(1000), "later": interrupt}, last)
+    assert interrupt.seen == [f".last.ckpt.{os.getpid()}.tmp", "last.ckpt"]  # written beside the target
+    assert [path.name for path in tmp_path.iterdir()] == ["last.ckpt"]  # and cleaned up
+    previous = load(last)
+    assert previous["global_step"] == 1 and torch.equal(previous["weights"], torch.arange(1000.0))
+    io.save_checkpoint({"global_step": 3}, last)
+    assert load(last)["global_step"] == 3
+
+
+@pytest.mark.slow
+def test_two_seeded_deterministic_runs_give_bitwise_identical_weights(tmp_path):
+    common = ["experiment=smoke", "trainer.max_epochs=2", "seed=7", "trainer.deterministic=true", "logger=csv", *QUIET]
+    processes = [start(*common, f"hydra.run.dir={tmp_path / name}") for name in "ab"]  # side by side
+    for process in processes:
+        code, output = finish(process)
+        assert code == 0, output[-5000:]
+    a, b = (load(tmp_path / name / "checkpoints" / "last.ckpt") for name in "ab")
+    assert a["global_step"] == b["global_step"] == 2 * STEPS_PER_EPOCH
+    assert a["state_dict"].keys() == b["state_dict"].keys()
+    different = [key for key in a["state_dict"] if not torch.equal(a["state_dict"][key], b["state_dict"][key])]
+    assert not different, f"weights differ between identical seeded runs: {different}"
+    for state_a, state_b in zip(a["optimizer_states"], b["optimizer_states"]):
+        for key, value in state_a["state"].items():
+            assert all(torch.equal(value[k], state_b["state"][key][k]) for k in value)
+
+
+def test_ckpt_path_last_picks_the_newest_last_ckpt_of_the_task(tmp_path):
+    runs = tmp_path / "runs"
+    for name, mtime in (("2026-01-02_00-00-00", 100), ("2026-01-01_00-00-00", 200), ("2026-01-03_00-00-00", None)):
+        (runs / name / "checkpoints").mkdir(parents=True)
+        if mtime:  # the newest folder has no checkpoint (a run killed before its first epoch ended)
+            (runs / name / "checkpoints" / "last.ckpt").touch()
+            os.utime(runs / name / "checkpoints" / "last.ckpt", (mtime, mtime))
+    assert find_checkpoint("last", runs) == str(runs / "2026-01-01_00-00-00" / "checkpoints" / "last.ckpt")
+    assert find_checkpoint(None, runs) is None
+    with pytest.raises(InpaintError, match="ckpt_path=last"):
+        find_checkpoint("last", tmp_path / "elsewhere")
+
+
+@pytest.mark.parametrize("ckpt_path", ["last", "no/such/last.ckpt"])
+def test_nothing_to_resume_exits_2_with_one_clear_message(tmp_path, ckpt_path):
+    process = start("experiment=smoke", f"paths.log_dir={tmp_path}", f"ckpt_path={ckpt_path}", "logger=csv", *QUIET)
+    code, output = finish(process)
+    assert code == 2, output[-5000:]
+    assert "Traceback" not in output
+    [error] = [line for line in output.splitlines() if "ERROR" in line]
+    assert ckpt_path in error and "drop ckpt_path to start afresh" in error
+    assert not list(tmp_path.glob("smoke/runs/*/checkpoints"))
