@@ -16,7 +16,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from inpaint.errors import InpaintError
-from inpaint.models import ContextEncoder, Discriminator
+from inpaint.models import BiasFreeBatchNorm, ContextEncoder, Discriminator
 
 
 class InpaintingModule(L.LightningModule):
@@ -81,6 +81,23 @@ class InpaintingModule(L.LightningModule):
     def mask(self):
         return self.generator.mask
 
+    def setup(self, stage: str) -> None:
+        """Under ``Trainer(sync_batchnorm=True)`` with several processes, synchronise the bias-free
+        batch norms too: Lightning converts only torch's batch norms and would leave ours local."""
+        trainer = self.trainer
+        # the strategy holds the trainer's layer-sync plugin (torch's SyncBatchNorm) when one was asked for
+        sync = getattr(trainer.strategy, "_layer_sync", None) is not None and trainer.world_size > 1
+        torch_norms = any(isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)) for m in self.modules())
+        if sync and torch_norms and trainer.strategy.root_device.type == "cpu":
+            raise InpaintError(
+                "trainer.sync_batchnorm=true on CPUs: torch's SyncBatchNorm, which Lightning puts in place of the "
+                "critic's batch norm (and model=original's), runs on GPUs only. On CPUs set "
+                "trainer.sync_batchnorm=false, or train without a critic (model=bias_free model.adv_weight=0)."
+            )
+        for layer in self.modules():
+            if isinstance(layer, BiasFreeBatchNorm):
+                layer.sync = sync
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images in [0, 1] -> the same images with the hole inpainted."""
         return self.generator.inpaint(images)
@@ -107,6 +124,7 @@ class InpaintingModule(L.LightningModule):
         if self.discriminator is not None:
             opt_g, opt_d = self.optimizers()
             d_loss = self._critic_loss(target, prediction.detach())
+            self._check_finite(d_loss, "critic")
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss)
             opt_d.step()
@@ -118,10 +136,23 @@ class InpaintingModule(L.LightningModule):
             self.log_dict({"train/d_loss": d_loss.detach(), "train/adv": adv.detach()}, batch_size=len(images))
         else:
             opt_g = self.optimizers()
+        self._check_finite(g_loss, "generator")
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         opt_g.step()
         self.log("train/g_loss", g_loss.detach(), prog_bar=True, batch_size=len(images))
+
+    def _check_finite(self, loss: torch.Tensor, network: str) -> None:
+        """Stop before a non-finite loss reaches the weights (one host sync a step)."""
+        if not torch.isfinite(loss):
+            precision = self.trainer.precision if self._trainer is not None else "?"
+            raise InpaintError(
+                f"the {network}'s loss is {loss.item()} at step {self.global_step} (precision {precision}): training "
+                f"diverged. Likely causes: a learning rate too high (model.lr_g={self.hparams.lr_g}, "
+                f"model.lr_d={self.hparams.lr_d}), 16-bit overflow "
+                f"(use trainer.precision=32-true or bf16-mixed), or images that are not finite. Resume an earlier "
+                f"checkpoint with a lower learning rate."
+            )
 
     def _critic_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """BCE of the critic: real centres labelled 1, predictions 0 (separate batches, as Pathak)."""

@@ -127,3 +127,17 @@ def test_generator_step_sees_the_updated_critic_and_leaves_its_gradients_alone(t
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.equal(model.discriminator(fooled_input), fooled_output)
     assert all(torch.equal(a, b) for a, b in zip(grads["after_critic_step"], grads["before_generator_step"]))
+
+
+def test_non_finite_loss_stops_training_before_the_weights_change(tmp_path):
+    torch.manual_seed(0)
+    model = InpaintingModule(adv_weight=0.0, **SMALL)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    images = Fixed().images.clone()
+    images[3, :, 60, 60] = float("nan")  # one bad pixel in the hole's target
+    trainer = L.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, default_root_dir=tmp_path)
+    with pytest.raises(InpaintError, match=r"the generator's loss is nan at step 0 .*learning rate too high"):
+        trainer.fit(model, DataLoader(images, batch_size=8))
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if "running_var" not in k)

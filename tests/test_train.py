@@ -111,12 +111,3 @@ def test_wrong_celeba_root_fails_with_one_clear_message(tmp_path):
     assert "img_align_celeba" in output and "data.root=" in output
     assert "Traceback" not in output
     assert not (tmp_path / "run" / "checkpoints").exists()
-
-
-@pytest.mark.slow
-def test_ddp_on_cpu_trains_and_analyses_once(tmp_path):
-    """Two gloo processes: one set of checkpoints, one analysis folder, written by rank zero."""
-    run("experiment=smoke", "trainer=ddp_cpu", f"hydra.run.dir={tmp_path}", "logger=csv", "callbacks.rich_progress_bar=null")
-    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
-    assert (tmp_path / "analysis" / "summary.json").is_file()
-    assert len(list((tmp_path / "analysis").glob("*.png"))) == 17

@@ -1,0 +1,358 @@
+"""Distributed training and sweeps: DDP on the CPU with the analyses, bias-free batch norm
+synchronised across processes, the SLURM trainer and launcher, submitit and Optuna sweeps, and
+run folders of their own for runs started in the same second."""
+
+import csv
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.plugins.environments import SLURMEnvironment
+from lightning.pytorch.strategies import DDPStrategy
+from omegaconf import OmegaConf
+
+from inpaint.errors import InpaintError
+from inpaint.models import BiasFreeBatchNorm
+from inpaint.module import InpaintingModule
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = ["logger=csv", "callbacks.rich_progress_bar=null", "callbacks.model_summary=null", "callbacks.analysis=null"]
+RUN_FOLDER = re.compile(r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d_\d{6}")  # DATE_TIME with microseconds
+# offline W&B; no SLURM variables, should the tests themselves run inside a SLURM job
+ENV = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
+ENV |= {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+
+
+def train(*overrides: str) -> subprocess.CompletedProcess:
+    """Run train.py as a user would; a generous timeout, as the machine may be shared."""
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), *overrides], check=False, cwd=ROOT, env=ENV,
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def composed(*overrides: str):
+    os.environ.setdefault("INPAINT_ROOT", str(ROOT))
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# DDP on the CPU, end to end
+
+
+@pytest.mark.slow
+def test_ddp_cpu_smoke_shards_the_data_and_analyses_once(tmp_path):
+    """Two gloo processes: each trains on half the batches; one run folder, one set of
+    checkpoints, one analysis (17 figures, logged once), one offline W&B run."""
+    result = train("experiment=smoke", "trainer=ddp_cpu", f"paths.log_dir={tmp_path}",
+                   "callbacks.rich_progress_bar=null")
+    runs = list((tmp_path / "smoke" / "runs").iterdir())
+    assert len(runs) == 1 and RUN_FOLDER.fullmatch(runs[0].name)  # both ranks agreed on the folder
+    run = runs[0]
+    assert (run / "train_ddp_process_1.log").is_file()  # rank 1 ran, and logged into the same folder
+
+    assert {p.name for p in (run / "checkpoints").iterdir()} == {"last.ckpt", "epoch_000.ckpt"}
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 4  # 64 images / (16 x 2 processes) = 2 batches x 2 optimisers; 8 on one process
+
+    assert (result.stdout + result.stderr).count("Analyses written to") == 1  # the console of both ranks
+    assert "".join(p.read_text() for p in run.glob("*.log")).count("Analyses written to") == 1  # their log files
+    assert len(list((run / "analysis").glob("*.png"))) == 17 and (run / "analysis" / "summary.json").is_file()
+    assert [p.name for p in (run / "samples").iterdir()] == ["epoch_000.png"]
+
+    wandb_runs = list((run / "wandb").glob("offline-run-*"))
+    assert len(wandb_runs) == 1
+    assert len(list(wandb_runs[0].glob("files/media/images/analysis/*.png"))) == 17
+    assert "holdout/psnr" in result.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# Bias-free batch norm under DDP
+
+
+def _synced_norm(rank: int, folder: Path) -> None:
+    """One of two processes: the synced layer on this process's part of the batch (3 or 5 images)."""
+    dist.init_process_group("gloo", init_method=f"file://{folder / 'rendezvous'}", rank=rank, world_size=2)
+    data = torch.load(folder / "data.pt")
+    part = slice(0, 3) if rank == 0 else slice(3, None)
+    x = data["x"][part].clone().requires_grad_()
+    bn = BiasFreeBatchNorm(4, momentum=1.0)  # running_var = the batch variance
+    bn.sync = True
+    y = bn(x)
+    (y * data["upstream"][part]).sum().backward()
+    saved = {"var": bn.running_var, "y": y.detach(), "grad": x.grad, "weight_grad": bn.weight.grad}
+    torch.save(saved, folder / f"rank{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_synced_bias_free_batch_norm_equals_one_process_on_the_whole_batch(tmp_path):
+    """Two processes with different data (and batch sizes) get the variance, outputs and input
+    gradients of one process on the concatenated batch; the weight gradients sum to its own."""
+    torch.manual_seed(0)
+    x = torch.randn(8, 4, 5, 5) * torch.tensor([1.0, 2.0, 0.5, 3.0]).view(1, 4, 1, 1) + 2.0
+    x[3:] *= 3  # the second process's images vary more: its local variance is far from the global one
+    upstream = torch.randn_like(x)
+    torch.save({"x": x, "upstream": upstream}, tmp_path / "data.pt")
+    mp.spawn(_synced_norm, args=(tmp_path,), nprocs=2)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+
+    whole = BiasFreeBatchNorm(4, momentum=1.0)
+    xs = x.clone().requires_grad_()
+    y = whole(xs)
+    (y * upstream).sum().backward()
+    close = {"rtol": 1e-5, "atol": 1e-6}
+    for r in ranks:
+        torch.testing.assert_close(r["var"], whole.running_var, **close)
+    local = BiasFreeBatchNorm(4, momentum=1.0)
+    local(x[3:])
+    assert not torch.allclose(local.running_var, whole.running_var, rtol=0.1)  # unsynced would differ
+    torch.testing.assert_close(torch.cat([r["y"] for r in ranks]), y.detach(), **close)
+    torch.testing.assert_close(torch.cat([r["grad"] for r in ranks]), xs.grad, **close)
+    torch.testing.assert_close(ranks[0]["weight_grad"] + ranks[1]["weight_grad"], whole.weight.grad, **close)
+
+
+def _module_under(sync_batchnorm: bool, devices: int, adv_weight: float = 0.0):
+    """An InpaintingModule after ``setup("fit")`` by a DDP trainer (built, not launched)."""
+    module = InpaintingModule(base_channels=8, bottleneck=16, adv_weight=adv_weight)
+    strategy = DDPStrategy(process_group_backend="gloo") if devices > 1 else "auto"
+    module.trainer = L.Trainer(accelerator="cpu", devices=devices, strategy=strategy, sync_batchnorm=sync_batchnorm,
+                               logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    module.setup("fit")
+    return module
+
+
+@pytest.mark.parametrize("sync_batchnorm, devices, synced", [(True, 2, True), (False, 2, False), (True, 1, False)])
+def test_trainer_sync_batchnorm_switches_the_bias_free_norms(sync_batchnorm, devices, synced):
+    module = _module_under(sync_batchnorm, devices)
+    norms = [m for m in module.modules() if isinstance(m, BiasFreeBatchNorm)]
+    assert norms and all(bn.sync is synced for bn in norms)
+    assert not any("sync" in key for key in module.state_dict())  # never saved in checkpoints
+
+
+def test_sync_batchnorm_with_a_critic_on_cpus_is_refused_clearly():
+    with pytest.raises(InpaintError, match=r"sync_batchnorm=true on CPUs.*adv_weight=0"):
+        _module_under(True, 2, adv_weight=0.001)
+
+
+SYNC_SCRIPT = """
+import sys
+import lightning as L
+import torch
+from lightning.pytorch.strategies import DDPStrategy
+from inpaint.models import BiasFreeBatchNorm
+from inpaint.module import InpaintingModule
+
+
+class FirstNorm(L.Callback):
+    # the generator's first batch norm after the first step, one file per rank
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        norm = next(m for m in module.generator.modules() if isinstance(m, BiasFreeBatchNorm))
+        torch.save(norm.running_var, f"{sys.argv[1]}/rank{trainer.global_rank}.pt")
+
+
+L.seed_everything(0)
+module = InpaintingModule(base_channels=8, bottleneck=16, adv_weight=0.0, channels_last=False)
+for norm in module.modules():
+    if isinstance(norm, BiasFreeBatchNorm):
+        norm.momentum = 1.0  # running_var = the batch variance
+trainer = L.Trainer(accelerator="cpu", devices=2, strategy=DDPStrategy(process_group_backend="gloo"),
+                    sync_batchnorm=True, max_steps=1, limit_val_batches=0, use_distributed_sampler=False,
+                    logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                    callbacks=[FirstNorm()])
+rank = trainer.global_rank
+images = torch.load(f"{sys.argv[1]}/images.pt")[rank * 4 : rank * 4 + 4]  # each rank its own images
+trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(images, batch_size=4))
+"""
+
+
+@pytest.mark.slow
+def test_trainer_sync_batchnorm_gives_both_processes_the_whole_batch_variance(tmp_path):
+    """Through Lightning: Trainer(sync_batchnorm=True) on 2 processes with different images gives
+    the generator's bias-free batch norm the statistic of one process on all 8 images."""
+    images = torch.rand(8, 3, 128, 128, generator=torch.Generator().manual_seed(1))
+    images[4:] *= 0.3  # the second process's images are darker: different local statistics
+    torch.save(images, tmp_path / "images.pt")
+    (tmp_path / "script.py").write_text(SYNC_SCRIPT)
+    result = subprocess.run([sys.executable, str(tmp_path / "script.py"), str(tmp_path)], check=False, cwd=ROOT,
+                            env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+
+    def first_norm_after_step(batch: torch.Tensor) -> torch.Tensor:
+        L.seed_everything(0)
+        module = InpaintingModule(base_channels=8, bottleneck=16, adv_weight=0.0, channels_last=False)
+        norm = next(m for m in module.generator.modules() if isinstance(m, BiasFreeBatchNorm))
+        norm.momentum = 1.0
+        module.generator.train()(module.generator.mask_input(batch))
+        return norm.running_var
+
+    whole = first_norm_after_step(images)
+    torch.testing.assert_close(ranks[0], whole, rtol=1e-5, atol=0)
+    torch.testing.assert_close(ranks[1], whole, rtol=1e-5, atol=0)
+    assert not torch.allclose(first_norm_after_step(images[:4]), whole, rtol=0.1)  # unsynced would differ
+
+
+# ---------------------------------------------------------------------------------------------
+# SLURM: trainer=slurm (DDP + SLURMEnvironment with auto-requeue) and hydra/launcher=slurm
+
+
+def slurm_env(tasks: int, rank: int, job_id: str = "4242") -> dict:
+    """What srun sets for task ``rank`` of ``tasks`` on one node."""
+    return {"SLURM_NTASKS": str(tasks), "SLURM_NTASKS_PER_NODE": str(tasks), "SLURM_NNODES": "1", "SLURM_NODEID": "0",
+            "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank), "SLURM_JOB_ID": job_id, "SLURM_JOB_NAME": "train",
+            "SLURM_NODELIST": "127.0.0.1"}
+
+
+def test_slurm_trainer_composes_with_the_auto_requeue_plugin():
+    cfg = composed("trainer=slurm", "trainer.num_nodes=2", "trainer.devices=8")
+    assert cfg.trainer.strategy == "ddp_find_unused_parameters_true" and cfg.trainer.num_nodes == 2
+    (plugin,) = instantiate(cfg.trainer.plugins)
+    assert isinstance(plugin, SLURMEnvironment)
+    assert plugin.auto_requeue is True and plugin.requeue_signal == signal.SIGUSR1
+
+
+@pytest.mark.parametrize("option", ["slurm", "ddp"])
+def test_under_srun_the_trainer_takes_its_ranks_from_slurm_and_handles_sigusr1(option, monkeypatch, tmp_path):
+    """trainer=slurm by its plugin, trainer=ddp by Lightning's detection: SLURM's ranks, and a
+    SIGUSR1 handler (checkpoint + requeue) while fitting."""
+    for key, value in slurm_env(tasks=4, rank=3).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "2")
+    monkeypatch.setenv("SLURM_NNODES", "2")
+    monkeypatch.setenv("SLURM_NODEID", "1")
+    monkeypatch.setenv("SLURM_LOCALID", "1")
+    cfg = composed(f"trainer={option}", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.num_nodes=2",
+                   "trainer.precision=32-true", f"trainer.default_root_dir={tmp_path}")
+    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    environment = trainer.strategy.cluster_environment
+    assert isinstance(environment, SLURMEnvironment) and environment.auto_requeue
+    assert (trainer.world_size, trainer.global_rank, trainer.local_rank, trainer.node_rank) == (4, 3, 1, 1)
+    before = signal.getsignal(signal.SIGUSR1)
+    trainer._signal_connector.register_signal_handlers()
+    try:
+        assert signal.getsignal(signal.SIGUSR1) not in (before, signal.SIG_DFL, signal.SIG_IGN)
+    finally:
+        trainer._signal_connector.teardown()
+
+
+@pytest.mark.slow
+def test_sigusr1_under_slurm_saves_requeues_and_the_requeued_job_resumes(tmp_path):
+    """One SLURM task (trainer=slurm): SIGUSR1 mid-epoch writes hpc_ckpt_1.ckpt and calls
+    `scontrol requeue JOB`; killed then, the job started again in the same folder resumes from it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "scontrol.log"}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    env = {**ENV, **slurm_env(tasks=1, rank=0), "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    run = tmp_path / "run"
+    args = [sys.executable, str(ROOT / "train.py"), "experiment=smoke", "trainer=slurm", "trainer.accelerator=cpu",
+            "trainer.devices=1", "trainer.precision=32-true", "data.train_size=480", "trainer.max_epochs=2",
+            f"hydra.run.dir={run}", *QUIET]
+    job = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 600
+        while not (run / "samples" / "epoch_000.png").exists():  # epoch 1 has begun
+            assert job.poll() is None and time.monotonic() < deadline, "the job ended before epoch 1"
+            time.sleep(0.05)
+        job.send_signal(signal.SIGUSR1)  # what SLURM sends ahead of the time limit
+        while not (tmp_path / "scontrol.log").exists():  # scontrol comes after the checkpoint
+            assert job.poll() is None and time.monotonic() < deadline, "no requeue before the job ended"
+            time.sleep(0.05)
+    finally:
+        job.kill()  # SLURM's SIGKILL at the time limit
+        job.wait()
+    assert (tmp_path / "scontrol.log").read_text().split() == ["requeue", "4242"]
+    saved = torch.load(run / "hpc_ckpt_1.ckpt", weights_only=False)
+    assert 60 <= saved["global_step"] < 120  # after epoch 0 (30 batches x 2 optimisers), before the end
+
+    # the requeued job
+    result = subprocess.run(args, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Restored all states from the checkpoint at {run / 'hpc_ckpt_1.ckpt'}" in result.stdout + result.stderr
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 120
+
+
+def test_slurm_launcher_asks_one_task_per_gpu_and_lightnings_requeue_signal():
+    cfg = composed("hydra/launcher=slurm", "trainer=slurm", "trainer.devices=4", "trainer.num_nodes=2")
+    launcher = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+    assert launcher["_target_"].endswith("SlurmLauncher")
+    assert (launcher["tasks_per_node"], launcher["gpus_per_node"], launcher["nodes"]) == (4, 4, 2)
+    assert launcher["additional_parameters"] == {"signal": "USR1@120", "requeue": True}
+    assert launcher["max_num_timeout"] == 0  # submitit's own USR2 requeue would restart from scratch
+
+
+# ---------------------------------------------------------------------------------------------
+# Sweeps: submitit on this machine, Optuna
+
+
+@pytest.mark.slow
+def test_submitit_local_sweep_runs_two_jobs_with_their_own_outputs(tmp_path):
+    train("-m", "hydra/launcher=local", "experiment=smoke", "mask=center16,center64", f"paths.log_dir={tmp_path}",
+          *QUIET)
+    (sweep,) = (tmp_path / "smoke" / "multiruns").iterdir()
+    assert RUN_FOLDER.fullmatch(sweep.name)
+    assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 2  # each job in a submitit process of its own
+    for job, size in (("0", 16), ("1", 64)):
+        assert f"mask=center{size}" in yaml.safe_load((sweep / job / ".hydra" / "overrides.yaml").read_text())
+        ckpt = torch.load(sweep / job / "checkpoints" / "last.ckpt", weights_only=False)
+        assert ckpt["hyper_parameters"]["mask_size"] == size and ckpt["global_step"] == 8
+        assert "Run folder: " + str(sweep / job) in (sweep / job / "train.log").read_text()
+
+
+def test_optuna_search_composes_and_every_searched_key_exists():
+    cfg = composed("hparams_search=optuna", "experiment=smoke")
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and cfg.hydra.mode == RunMode.MULTIRUN
+    assert sweeper.direction == "maximize" and cfg.optimized_metric == "val/psnr"
+    for key in sweeper.params:
+        assert OmegaConf.select(cfg, key) is not None, f"{key} is searched but is not a config key"
+    sampler = instantiate(sweeper.sampler)
+    assert type(sampler).__name__ == "TPESampler"
+
+
+def test_optuna_search_maximises_what_train_returns(tmp_path):
+    """Two trials on the smoke experiment: Optuna's best value is the better trial's val/psnr."""
+    train("hparams_search=optuna", "experiment=smoke", "hydra.sweeper.n_trials=2", f"hydra.sweep.dir={tmp_path}",
+          "test=false", *QUIET)
+    results = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
+    searched = {"model.lr_g", "model.lr_d", "model.beta1", "model.adv_weight", "model.ring_weight"}
+    assert set(results["best_params"]) == searched
+    psnr = []
+    for job in ("0", "1"):
+        with open(tmp_path / job / "csv" / "version_0" / "metrics.csv") as f:
+            psnr.append([float(row["val/psnr"]) for row in csv.DictReader(f) if row["val/psnr"]][-1])
+    assert results["best_value"] == pytest.approx(max(psnr))
+
+
+# ---------------------------------------------------------------------------------------------
+# Run folders
+
+
+def test_runs_composed_in_the_same_second_get_folders_of_their_own():
+    first, second = composed(), composed()
+    for key in ("run.dir", "sweep.dir"):
+        a, b = (OmegaConf.select(cfg.hydra, key) for cfg in (first, second))
+        assert a != b  # a few milliseconds apart: the same second, different folders
+        assert RUN_FOLDER.fullmatch(Path(a).name)
