@@ -87,5 +87,5 @@ def check_writable(folder: str | Path) -> None:
     except OSError as error:
         raise InpaintError(
             f"cannot write the output folder {path} ({error.strerror or error}): "
-            f"point paths.log_dir (or hydra.run.dir) somewhere writable."
+            f"point paths.output_dir (or paths.log_dir) somewhere writable."
         ) from error
