@@ -14,15 +14,35 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from inpaint.checks import check_data, check_model, check_trainer, check_writable
-from inpaint.errors import exit_on_user_error
+from inpaint.errors import InpaintError, exit_on_user_error
 from inpaint.faults import AtomicCheckpointIO, find_checkpoint, resume_state
 from inpaint.malloc import retain_freed_memory
 
 os.environ.setdefault("INPAINT_ROOT", str(Path(__file__).resolve().parent))
 log = logging.getLogger("train")
+
+
+class OutputFolderCheck(Callback):
+    """Refuse a run or sweep folder that cannot be written, with one line and exit status 2, before
+    Hydra makes it (Hydra's own failure would be a traceback). Registered in conf/train.yaml."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        self.check(config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self.check(config.hydra.sweep.dir)
+
+    @staticmethod
+    def check(folder: str) -> None:
+        try:
+            check_writable(folder)
+        except InpaintError as error:  # Hydra turns a callback's exceptions into warnings
+            print(f"ERROR: {error}", file=sys.stderr)
+            sys.exit(2)
 
 
 def instantiate_all(group: DictConfig | None) -> list:

@@ -86,3 +86,17 @@ def test_train_py_refuses_before_building_anything(override, message, tmp_path):
     assert [line for line in output.splitlines() if "ERROR" in line] == [line for line in output.splitlines() if message in line]
     assert "Traceback" not in output
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", "train.log"]
+
+
+def test_an_output_folder_hydra_cannot_make_fails_in_one_line(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("keep me")
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), "experiment=smoke", f"paths.log_dir={blocker}/logs"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("ERROR: cannot write the output folder") and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert blocker.read_text() == "keep me"
