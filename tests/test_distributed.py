@@ -23,6 +23,8 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities import rank_zero as lightning_rank_zero
+from lightning_utilities.core import rank_zero as utilities_rank_zero
 from omegaconf import OmegaConf
 
 from inpaint.errors import InpaintError
@@ -244,6 +246,10 @@ def test_under_srun_the_trainer_takes_its_ranks_from_slurm_and_handles_sigusr1(o
     monkeypatch.setenv("SLURM_LOCALID", "1")
     cfg = composed(f"trainer={option}", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.num_nodes=2",
                    "trainer.precision=32-true", f"trainer.default_root_dir={tmp_path}")
+    # the Trainer makes this process rank 3 for all of Lightning: undo it after the test, or later
+    # tests' loggers (rank-zero only) would silently write nothing
+    for module in (lightning_rank_zero, utilities_rank_zero):
+        monkeypatch.setattr(module.rank_zero_only, "rank", module.rank_zero_only.rank)
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     environment = trainer.strategy.cluster_environment
     assert isinstance(environment, SLURMEnvironment) and environment.auto_requeue
