@@ -32,8 +32,8 @@ class InpaintingModule(L.LightningModule):
         channels_last: NHWC memory layout for both networks and their inputs (same results,
             faster convolutions on CPUs and tensor cores).
         fused_adam: one fused kernel per optimiser step instead of a loop over parameters
-            (same update; 6x faster steps on CPU at paper width, where the dense bottleneck
-            holds 65 M parameters).
+            (same update; at paper width on CPU, where the dense bottleneck holds 65 M parameters,
+            a step of both optimisers takes 0.04 s instead of 0.15 s).
     """
 
     def __init__(
