@@ -7,6 +7,7 @@ instead of minutes later or deep inside Lightning. Each raises :class:`InpaintEr
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -65,12 +66,18 @@ def check_data(data: dict, training: bool = True, analyses: bool = True) -> None
 
 
 def check_trainer(trainer: dict) -> None:
-    """Precision and length."""
+    """Precision, length, and SLURM's plugin only where SLURM runs the job."""
     precision = trainer.get("precision", "32-true")
     if precision not in PRECISIONS:
         raise InpaintError(
             f"trainer.precision={precision!r} is not a precision Lightning knows: use 32-true, bf16-mixed "
             f"(CPUs and GPUs with bf16) or 16-mixed (older GPUs)."
+        )
+    slurm = any(str(plugin.get("_target_", "")).endswith("SLURMEnvironment") for plugin in trainer.get("plugins") or [])
+    if slurm and "SLURM_NTASKS" not in os.environ:
+        raise InpaintError(
+            "trainer=slurm runs only inside a SLURM job step (`srun python train.py ...` in an sbatch script): "
+            "there are no SLURM variables here. Use trainer=ddp (or cpu, gpu) outside SLURM."
         )
     epochs = trainer.get("max_epochs")
     if epochs is not None and (not _whole(epochs) or (epochs < 1 and epochs != -1)):

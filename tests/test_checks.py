@@ -100,3 +100,13 @@ def test_an_output_folder_hydra_cannot_make_fails_in_one_line(tmp_path):
     assert result.stderr.strip().startswith("ERROR: cannot write the output folder") and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert blocker.read_text() == "keep me"
+
+
+def test_slurm_trainer_outside_slurm_is_refused(monkeypatch):
+    for key in [k for k in os.environ if k.startswith("SLURM_")]:
+        monkeypatch.delenv(key)
+    with pytest.raises(InpaintError, match="trainer=slurm runs only inside a SLURM job step"):
+        check_trainer(settings("trainer=slurm")["trainer"])
+    monkeypatch.setenv("SLURM_NTASKS", "4")
+    check_trainer(settings("trainer=slurm")["trainer"])
+    check_trainer(settings("trainer=ddp")["trainer"])
