@@ -7,6 +7,7 @@ from torch.func import jvp
 
 from inpaint.errors import InpaintError
 from inpaint.models import BiasFreeBatchNorm, ContextEncoder, Discriminator
+from inpaint.models.batchnorm import ChannelVariance
 
 SIZES = (16, 32, 64)
 
@@ -111,6 +112,25 @@ def test_bias_free_batch_norm_scales_without_shifting():
     bn.eval()
     assert torch.allclose(bn(2 * x), 2 * bn(x))
     assert bn(torch.randn(3, 4)).shape == (3, 4)  # dense layers too
+
+
+def test_channel_variance_gradients_match_finite_differences_both_ways():
+    x = (torch.randn(6, 3, 4, 5, dtype=torch.double) * 2 + 5).requires_grad_(True)  # mean well off zero
+    var, mean = ChannelVariance.apply(x)
+    assert torch.allclose(var, x.var(dim=(0, 2, 3)), rtol=1e-12) and torch.allclose(mean.flatten(), x.mean(dim=(0, 2, 3)))
+    assert not mean.requires_grad
+    assert torch.autograd.gradcheck(lambda t: ChannelVariance.apply(t)[0], (x,), check_forward_ad=True, check_batched_grad=True)
+
+
+def test_channel_variance_of_bf16_is_float32_and_keeps_the_layout():
+    x = (torch.randn(32, 8, 6, 6) * 0.1 + 3).bfloat16().contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    var, _ = ChannelVariance.apply(x)
+    exact = x.detach().double().var(dim=(0, 2, 3))
+    assert var.dtype == torch.float32 and torch.allclose(var.double(), exact, rtol=1e-5)  # no bf16 rounding of the variance
+    var.sum().backward()
+    assert x.grad.dtype == torch.bfloat16 and x.grad.is_contiguous(memory_format=torch.channels_last)
+    expected = 2 * (x.detach().double() - x.detach().double().mean(dim=(0, 2, 3), keepdim=True)) / (x[:, 0].numel() - 1)
+    assert torch.allclose(x.grad.double(), expected, rtol=8e-3, atol=1e-3 * expected.abs().max().item())  # bf16 rounding only
 
 
 @pytest.mark.parametrize("mask_size", SIZES)
