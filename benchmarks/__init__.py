@@ -1,6 +1,6 @@
 """Benchmarks of the project's fast paths against their references, measured in one run.
 
-``python -m benchmarks [--quick] [--out FILE] [--only train,jacobian,pca,data]``. Every figure
+``python -m benchmarks [--quick] [--device cpu|cuda] [--out FILE] [--only train,jacobian,pca,data]``. Every figure
 alternates reference and ours over several repeats and reports the median, so a load change on a
 shared machine hits both sides alike. The cases live in :mod:`benchmarks.cases`; training and the
 Jacobian run each side in its own :class:`Worker` process.
@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -30,10 +32,18 @@ def alternate(reference: Callable[[], float], ours: Callable[[], float], repeats
     return statistics.median(ref), statistics.median(new)
 
 
-def timed(fn: Callable[[], object]) -> float:
-    """Wall seconds of one call."""
+def synchronize(device: str) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously), so a clock reading means done."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: str = "cpu") -> float:
+    """Wall seconds of one call, the device's work included."""
+    synchronize(device)
     start = time.perf_counter()
     fn()
+    synchronize(device)
     return time.perf_counter() - start
 
 

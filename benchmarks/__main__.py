@@ -1,5 +1,5 @@
-"""``python -m benchmarks [--quick] [--out FILE] [--only train,jacobian,pca,data]``: run the cases,
-print a table and write the results as JSON."""
+"""``python -m benchmarks [--quick] [--device cpu|cuda] [--out FILE] [--only train,jacobian,pca,data]``:
+run the cases, print a table and write the results as JSON."""
 
 from __future__ import annotations
 
@@ -7,12 +7,22 @@ import argparse
 import datetime
 import json
 import logging
+import platform
 import time
 import warnings
 
 import torch
 
 from benchmarks.cases import CASES
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def table(results: dict) -> str:
@@ -38,16 +48,29 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (< 3 min on 2 cores)")
     parser.add_argument("--out", help="write the results here as JSON")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(CASES)}")
+    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N: where training, the Jacobian and our PCA run")
     args = parser.parse_args(argv)
     names = args.only.split(",") if args.only else list(CASES)
     unknown = sorted(set(names) - set(CASES))
     if unknown:
         parser.error(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        parser.error(f"--device {args.device}: not a device name; use cpu, cuda or cuda:N")
+    if device.type not in ("cpu", "cuda"):
+        parser.error(f"--device {args.device}: the benchmarks run on cpu or cuda")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: torch {torch.__version__} sees no CUDA device (a CPU build, or no GPU here); "
+                     f"install a CUDA build of torch on a GPU machine, or leave --device out")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        parser.error(f"--device {args.device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 
     results: dict = {
-        "device": "cpu",
+        "device": args.device,
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "quick": args.quick,
@@ -55,7 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     for name in names:
         start = time.perf_counter()
-        results[name] = CASES[name](args.quick)
+        results[name] = CASES[name](args.quick, args.device)
         print(f"{name}: {time.perf_counter() - start:.1f} s", flush=True)
     print(table(results))
     if args.out:

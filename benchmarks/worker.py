@@ -20,26 +20,37 @@ import torch
 from torch.utils.data import DataLoader
 
 from analysis.jacobian import jacobian
+from benchmarks import synchronize, timed
 from inpaint.malloc import retain_freed_memory
 from inpaint.models import ContextEncoder
 from inpaint.module import InpaintingModule
 
 
 class StepTimer(L.Callback):
-    """perf_counter at the start and end of every training batch."""
+    """perf_counter at the start and end of every training batch, the device's work included."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: str) -> None:
+        self.device = device
         self.starts: list[float] = []
         self.ends: list[float] = []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        synchronize(self.device)
         self.starts.append(time.perf_counter())
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        synchronize(self.device)
         self.ends.append(time.perf_counter())
 
 
-def fit_rate(settings: dict, width: dict, batch: int, steps: int, warmup: int) -> float:
+def _accelerator(device: str) -> dict:
+    """Lightning's accelerator and devices for "cpu", "cuda" or "cuda:N"."""
+    if device.startswith("cuda"):
+        return {"accelerator": "cuda", "devices": [torch.device(device).index or 0]}
+    return {"accelerator": "cpu", "devices": 1}
+
+
+def fit_rate(settings: dict, width: dict, batch: int, steps: int, warmup: int, device: str = "cpu") -> float:
     """Images/s of ``steps`` generator + critic steps on random images, from the start of step
     ``warmup + 1`` to the end of the last (data fetching between steps included)."""
     torch.manual_seed(0)
@@ -51,10 +62,9 @@ def fit_rate(settings: dict, width: dict, batch: int, steps: int, warmup: int) -
         fused_adam=settings["fused_adam"],
         **width,
     )
-    timer = StepTimer()
+    timer = StepTimer(device)
     trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
+        **_accelerator(device),
         precision=settings["precision"],
         max_steps=2 * steps,  # manual optimisation: each optimiser.step() (generator and critic) counts
         logger=False,
@@ -70,41 +80,41 @@ def fit_rate(settings: dict, width: dict, batch: int, steps: int, warmup: int) -
     return batch * (steps - warmup) / (timer.ends[-1] - timer.starts[warmup])
 
 
-def _generator(width: dict, dense_bottleneck: bool, channels_last: bool) -> ContextEncoder:
-    """The m = 64 generator in eval mode, its batch-norm scales set from one train-mode pass."""
+def _generator(width: dict, dense_bottleneck: bool, channels_last: bool, device: str) -> ContextEncoder:
+    """The m = 64 generator in eval mode on ``device``, its batch-norm scales set from one train-mode pass."""
     torch.manual_seed(0)
     generator = ContextEncoder(64, dense_bottleneck=dense_bottleneck, **width)
     with torch.no_grad():
         generator(generator.mask_input(torch.rand(8, 3, 128, 128)))
-    generator.eval()
+    generator.eval().to(device)
     return generator.to(memory_format=torch.channels_last) if channels_last else generator
 
 
-def _input(generator: ContextEncoder, channels_last: bool) -> torch.Tensor:
-    masked = generator.mask_input(torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(1)))
+def _input(generator: ContextEncoder, channels_last: bool, device: str) -> torch.Tensor:
+    masked = generator.mask_input(torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(1))).to(device)
     return (masked.contiguous(memory_format=torch.channels_last) if channels_last else masked)[0]
 
 
-def jacobian_seconds(width: dict) -> float:
+def jacobian_seconds(width: dict, device: str = "cpu") -> float:
     """Seconds for the whole A_y by :func:`analysis.jacobian.jacobian`, the model as trained here
     (dense bottleneck, channels last)."""
-    generator = _generator(width, dense_bottleneck=True, channels_last=True)
-    masked = _input(generator, channels_last=True)
-    start = time.perf_counter()
-    jacobian(generator, masked)
-    return time.perf_counter() - start
+    generator = _generator(width, dense_bottleneck=True, channels_last=True, device=device)
+    masked = _input(generator, channels_last=True, device=device)
+    return timed(lambda: jacobian(generator, masked), device)
 
 
-def loop_seconds(width: dict, rows: list[int]) -> float:
+def loop_seconds(width: dict, rows: list[int], device: str = "cpu") -> float:
     """Seconds for the given rows of A_y by one ``torch.autograd.grad`` per output scalar on the
     authors' model (convolutional bottleneck, channels first): Mohan et al.'s code."""
-    generator = _generator(width, dense_bottleneck=False, channels_last=False)
-    y = _input(generator, channels_last=False).unsqueeze(0).requires_grad_(True)
-    start = time.perf_counter()
-    out = generator(y).flatten()
-    for r in rows:
-        torch.autograd.grad(out[r], y, retain_graph=True)
-    return time.perf_counter() - start
+    generator = _generator(width, dense_bottleneck=False, channels_last=False, device=device)
+    y = _input(generator, channels_last=False, device=device).unsqueeze(0).requires_grad_(True)
+
+    def loop() -> None:
+        out = generator(y).flatten()
+        for r in rows:
+            torch.autograd.grad(out[r], y, retain_graph=True)
+
+    return timed(loop, device)
 
 
 JOBS = {"fit": fit_rate, "jacobian": jacobian_seconds, "loop": loop_seconds}

@@ -12,10 +12,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_quick_pca_and_data_cases_write_their_json(tmp_path):
     out = tmp_path / "bench.json"
-    subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--only", "pca,data", "--out", str(out)],
+    subprocess.run([sys.executable, "-m", "benchmarks", "--quick", "--only", "pca,data", "--device", "cpu", "--out", str(out)],
                    cwd=ROOT, check=True, capture_output=True, timeout=300)
     result = json.loads(out.read_text())
-    assert {"device", "torch", "threads", "pca", "data"} <= set(result)
+    assert {"device", "device_name", "torch", "threads", "pca", "data"} <= set(result)
+    assert result["device"] == "cpu" and result["pca"]["ours_device"] == "cpu"
     assert result["pca"]["max_eigenvalue_rel_diff"] < 1e-8  # same eigenvalues as scikit-learn
     assert result["data"]["ratio"] > 1 and result["data"]["cache_images_per_s"] > 0
 
@@ -32,3 +33,13 @@ def test_workers_run_the_training_and_jacobian_jobs_in_their_own_processes():
         assert reference("loop", width=tiny, rows=[0, 5, 12287]) > 0
     with pytest.raises(RuntimeError, match="exited with code 1 during job 'no-such-job'"):
         Worker()("no-such-job")
+
+
+@pytest.mark.parametrize("device, says", [("cuda:0", "sees no CUDA device"), ("tpu", "not a device name"), ("meta", "run on cpu or cuda")])
+def test_a_device_the_benchmarks_cannot_use_is_refused_in_one_line(device, says):
+    import torch
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    run = subprocess.run([sys.executable, "-m", "benchmarks", "--device", device], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and says in run.stderr and "Traceback" not in run.stderr
