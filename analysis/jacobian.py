@@ -156,12 +156,36 @@ def jacobian(
         elif method == "code":
             raise ValueError("jacobian method 'code' needs a ContextEncoder (an encoder and a decoder meeting at a code).")
         if method == "code":
-            decoder = _pushed_forward(generator.decoder, z, chunk)[rows]
-            result = decoder @ _pulled_back(generator.encoder, y, torch.arange(z.numel(), device=y.device), chunk)
+            decoder, encoder = _factors(generator, y, z, chunk)
+            result = decoder[rows] @ encoder
         else:
             result = _pulled_back(generator, y, rows, chunk)
     lead = out_shape if pixels is None else (-1, out_shape[0])
     return result.reshape(*lead, *y.shape[1:])
+
+
+def _factors(generator: ContextEncoder, y: torch.Tensor, z: torch.Tensor, chunk: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dout/dz, dz/dy) flattened, ``(outputs, k)`` and ``(k, inputs)``, at the input ``y`` (batch
+    of one) whose code is ``z``; call under :func:`_exact`."""
+    decoder = _pushed_forward(generator.decoder, z, chunk)
+    return decoder, _pulled_back(generator.encoder, y, torch.arange(z.numel(), device=y.device), chunk)
+
+
+def jacobian_factors(generator: ContextEncoder, masked: torch.Tensor, chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A_y in two halves through the bottleneck code z: ``(P, Q)`` with P = dout/dz ``(3, m, m, k)``
+    and Q = dz/dy ``(k, 3, H, W)``, so that A_y = P Q (eval mode, float32; k = the code size).
+
+    What :func:`jacobian` multiplies out, without the (3 m m) x k x (3 H W) product: A_y y = P (Q y)
+    and the whole spectrum (:func:`factored_svd`) come cheaper from the halves. ``chunk`` as in
+    :func:`jacobian`; the generator is left as it was."""
+    if masked.ndim != 3:
+        raise ValueError(f"jacobian_factors takes one masked input [3, H, W], not a tensor of shape {tuple(masked.shape)}.")
+    y = masked.detach().to(torch.float32).unsqueeze(0)
+    with _exact(generator, y.device):
+        z = generator.encoder(y)
+        decoder, encoder = _factors(generator, y, z, chunk)
+        out_shape = generator.decoder(z).shape[1:]
+    return decoder.reshape(*out_shape, -1), encoder.reshape(-1, *y.shape[1:])
 
 
 def apply_jacobian(generator: nn.Module, masked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -389,71 +413,55 @@ def grid_period(weight_map: torch.Tensor, smooth: int = 32) -> dict[str, float]:
     return result
 
 
-def randomized_svd(
-    jac: torch.Tensor, rank: int, known_only: bool = True, mask: CenterMask | None = None,
-    oversample: int = 16, power: int = 2, seed: int = 0,
+def factored_svd(
+    decoder: torch.Tensor, encoder: torch.Tensor, k: int = 4, known_only: bool = True, mask: CenterMask | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The top ``rank`` singular triplets of A_y by randomized range finding (Halko et al. 2011),
-    without copying A: the hole's columns are dropped by zeroing the rows of the random test matrix.
+    """Every nonzero singular value of A_y = P Q from its halves (:func:`jacobian_factors`), exactly,
+    with the top ``k`` singular vectors: s ``[min(3 m m, code)]`` descending (float64), U ``(k, 3, m, m)``
+    and V ``(k, 3, H, W)`` as in :func:`top_singular_vectors`. ``known_only`` and ``mask`` as in
+    :func:`svd_spectrum`; A_y's rank is at most the code size, so no other value is nonzero.
 
-    Returns s ``[rank]`` (float64), U ``(rank, 3, m, m)`` and V ``(rank, 3, H, W)``. Cost: about
-    ``2 (power + 1) + 1`` products of A with a ``rank + oversample`` wide matrix; at m = 64 and rank
-    256 some 15 s on 2 CPU cores, against minutes for the Gram matrix. With ``power`` = 2 the top
-    values are exact to float32 precision for spectra that decay; the last ones are slight underestimates.
+    A A^T = P (Q Q^T) P^T = B B^T with B = P L and L L^T = Q Q^T (Cholesky; the eigen-decomposition
+    if Q Q^T is singular), so the singular values are the square roots of the eigenvalues of the
+    smaller of B B^T and B^T B. Everything after Q Q^T is code-sized, in float64 as the Gram path of
+    :func:`svd_spectrum`: at paper width (code 4,000) about 30 s on 2 CPU cores, most of it the
+    4,000 x 4,000 Q Q^T; at the demo's code of 1,024 about a second.
     """
-    rows = jac.reshape(-1, math.prod(jac.shape[-3:]))
-    n = len(rows)
-    rank = min(rank, n)
-    keep = _known(jac, known_only, mask).expand(jac.shape[-3:]).reshape(-1).to(rows.dtype)
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    test = torch.randn(rows.shape[1], min(rank + oversample, n), generator=g).to(rows) * keep[:, None]
-    basis = torch.linalg.qr(rows @ test).Q
-    for _ in range(power):
-        back = torch.linalg.qr((rows.T @ basis) * keep[:, None]).Q
-        basis = torch.linalg.qr(rows @ back).Q
-    small = (basis.T @ rows) * keep
-    u, s, vh = torch.linalg.svd(small.double(), full_matrices=False)
-    u = basis.double() @ u[:, :rank]
-    return s[:rank], u.T.reshape(rank, *jac.shape[:-3]), vh[:rank].reshape(rank, *jac.shape[-3:])
+    n, code = decoder[..., 0].numel(), decoder.shape[-1]
+    if code != encoder.shape[0]:
+        raise ValueError(f"the halves of A_y do not meet: P has {code} code columns, Q {encoder.shape[0]} code rows.")
+    keep = _known(encoder, known_only, mask if mask is not None else CenterMask(encoder.shape[-1], decoder.shape[-2]))
+    code_gram = _gram(encoder, keep)  # Q Q^T over the kept columns
+    root, failed = torch.linalg.cholesky_ex(code_gram)
+    if failed:
+        values, vectors = torch.linalg.eigh(code_gram)
+        root = vectors * values.clamp(min=0).sqrt()
+    b = decoder.reshape(n, code).double() @ root
+    wide = n <= code
+    small = b @ b.T if wide else b.T @ b
+    s = torch.linalg.eigvalsh(small).flip(0)[: min(n, code)].clamp(min=0).sqrt()
+    _, top = scipy.linalg.eigh(small.cpu().numpy(), subset_by_index=[len(small) - k, len(small) - 1])
+    top = torch.from_numpy(top).flip(1).to(b.device)
+    u = top if wide else b @ top / s[:k]
+    u = (u * torch.where(u.sum(0) < 0, -1.0, 1.0)).to(decoder.dtype)
+    v = encoder.reshape(code, -1).T @ (decoder.reshape(n, code).T @ u)
+    v = v.T.reshape(k, *encoder.shape[1:]) * keep / s[:k].to(v)[:, None, None, None]
+    return s, u.T.reshape(k, *decoder.shape[:-1]), v
 
 
-def spectrum_stats(
-    jac: torch.Tensor, mask: CenterMask, rank: int = 256, vectors: int = 4, exact_rows: int = 3072
-) -> dict:
-    """The SVD analysis of a full A_y ``(3, m, m, 3, H, W)`` over the known-pixel columns.
-
-    Exact (the Gram matrix) when A_y has at most ``exact_rows`` rows (m <= 32), else randomized top
-    ``rank`` (:func:`randomized_svd`); ``summary["method"]`` says which. The effective dimensionality
-    sum s^2 = ||A||_F^2 is always exact. With only the top values the participation ratio
-    (sum s^2)^2 / sum s^4 is bracketed: the unseen s^4 lie between 0 and s_rank^2 times the unseen s^2.
+def spectrum_stats(decoder: torch.Tensor, encoder: torch.Tensor, mask: CenterMask, vectors: int = 4) -> dict:
+    """The SVD analysis of A_y over the known-pixel columns, exact, from its halves (:func:`factored_svd`).
 
     Returns ``{"summary": JSON-ready numbers, "singular_values": s, "vectors": (U, V, s) of the top
-    ``vectors``}``.
+    ``vectors``}``; ``summary["method"]`` says how the values were computed.
     """
-    keep = _known(jac, True, mask)
-    rows = jac.reshape(-1, *jac.shape[-3:])
-    energy = sum((block.square().sum(dim=(0, 1), dtype=torch.float64) * keep).sum().item() for block in rows.split(512))
-    n = len(rows)
-    if n <= exact_rows:
-        s = svd_spectrum(jac, True, mask)
-        top, u, v = top_singular_vectors(jac, vectors, True, mask)
-        method, bounds = f"exact: eigenvalues of the {n} x {n} Gram matrix A A^T (float64)", None
-    else:
-        s, u, v = randomized_svd(jac, rank, True, mask)
-        top = s[:vectors]
-        u, v = u[:vectors], v[:vectors]
-        fourth, seen = s.square().square().sum().item(), s.square().sum().item()
-        unseen = max(energy - seen, 0.0) * s[-1].item() ** 2
-        bounds = [energy**2 / (fourth + unseen), energy**2 / fourth]
-        method = f"randomized: top {len(s)} of {n} singular values (Halko et al., 2 power iterations)"
+    s, u, v = factored_svd(decoder, encoder, vectors, True, mask)
     summary = {
-        "method": method,
+        "method": f"exact: all {len(s)} singular values that can be nonzero (A_y = (dout/dz)(dz/dy) has rank at most "
+        f"the code size, {encoder.shape[0]}), from float64 Gram matrices of its halves",
         "columns": "known input pixels only (the hole's inputs are zero)",
         "singular_values": s.tolist(),
-        "effective_dim": energy,
-        "participation_ratio": energy**2 / s.square().square().sum().item() if bounds is None else bounds[1],
+        "effective_dim": effective_dimensionality(s),
+        "participation_ratio": participation_ratio(s),
     }
-    if bounds is not None:
-        summary["participation_ratio_bounds"] = bounds
-        summary["participation_ratio_note"] = "from the top values only: an upper bound, the lower one in participation_ratio_bounds"
-    return {"summary": summary, "singular_values": s, "vectors": (u, v, top)}
+    return {"summary": summary, "singular_values": s, "vectors": (u, v, s[:vectors])}

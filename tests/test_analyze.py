@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["logger=csv", "callbacks.rich_progress_bar=null", "callbacks.model_summary=null"]
 SMOKE_DATA = ["data.holdout_size=16", "data.batch_size=16", "analysis.examples=4", "analysis.baseline_images=16",
-              "analysis.jacobian_images=1", "analysis.svd_rank=16"]
+              "analysis.jacobian_images=1"]
 
 
 def run(script: str, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -9,9 +9,11 @@ import torch
 from analysis.jacobian import (
     centroid_offset,
     effective_dimensionality,
+    factored_svd,
     grid_period,
     homogeneity_error,
     jacobian,
+    jacobian_factors,
     named_pixels,
     net_bias,
     participation_ratio,
@@ -24,10 +26,10 @@ from inpaint.masks import CenterMask
 from inpaint.models import ContextEncoder
 
 
-def trained_like(mask_size: int, bias_free: bool = True) -> ContextEncoder:
+def trained_like(mask_size: int, bias_free: bool = True, bottleneck: int = 64) -> ContextEncoder:
     """A small generator whose batch-norm statistics come from one train-mode pass (as in test_models), in eval mode."""
     torch.manual_seed(mask_size)
-    g = ContextEncoder(mask_size, bias_free, base_channels=8, bottleneck=64)
+    g = ContextEncoder(mask_size, bias_free, base_channels=8, bottleneck=bottleneck)
     norms = [m for m in g.modules() if hasattr(m, "running_var")]
     for m in norms:
         m.momentum = 1.0
@@ -276,6 +278,50 @@ def test_top_singular_vectors_are_singular_vectors():
     assert torch.allclose(a @ v.flatten(1).T, u.flatten(1).T * s.float(), rtol=1e-5, atol=1e-4)  # A v = s u
     assert v[:, :, mask.hole, mask.hole].abs().max() == 0
     assert (u.flatten(1).sum(1) >= 0).all()
+
+
+def test_the_halves_of_a_jacobian_multiply_to_it(case16):
+    g, y, jac = case16
+    decoder, encoder = jacobian_factors(g, y)
+    assert decoder.shape == (3, 16, 16, 64) and encoder.shape == (64, 3, 128, 128)
+    assert close(torch.einsum("cijk,kdhw->cijdhw", decoder, encoder), jac)
+    with pytest.raises(ValueError, match="one masked input"):
+        jacobian_factors(g, y[None])
+
+
+@pytest.mark.parametrize("bottleneck", [64, 1024], ids=["code smaller than the rows", "code larger than the rows"])
+def test_factored_svd_is_the_exact_spectrum_of_the_whole_jacobian(image, bottleneck):
+    g = trained_like(16, bottleneck=bottleneck)  # 768 rows of A_y
+    y = g.mask_input(image)[0]
+    decoder, encoder = jacobian_factors(g, y)
+    jac = jacobian(g, y)
+    s, u, v = factored_svd(decoder, encoder, 3)
+    expected = svd_spectrum(jac)
+    assert s.shape == (min(768, bottleneck),) and (s.diff() <= 0).all()
+    assert torch.allclose(s, expected[: len(s)], rtol=1e-6, atol=1e-6 * s[0].item())
+    if len(expected) > len(s):
+        assert expected[len(s) :].max() < 1e-6 * s[0]  # rank <= code: the rest are zero
+    top, u_full, v_full = top_singular_vectors(jac, 3)
+    assert torch.allclose(s[:3], top, rtol=1e-6)
+    for got, want in ((u, u_full), (v, v_full)):  # same vectors, same signs (float32, by another route)
+        assert (got - want).abs().max() <= 1e-5 * want.abs().max()
+
+
+def test_factored_svd_survives_a_dead_code_unit():
+    """A code unit that no input reaches makes Q Q^T singular: Cholesky fails, the eigen-decomposition takes over."""
+    torch.manual_seed(3)
+    decoder, encoder = torch.randn(3, 4, 4, 6), torch.randn(6, 3, 16, 16)
+    encoder[2] = 0
+    mask = CenterMask(16, 4)
+    keep = torch.ones(16, 16, dtype=torch.bool)
+    keep[mask.hole, mask.hole] = False
+    known = encoder[..., keep].reshape(6, -1).double()
+    assert torch.linalg.cholesky_ex(known @ known.T).info > 0  # the fallback is what runs
+    a = decoder.reshape(48, 6).double() @ known
+    s, u, v = factored_svd(decoder, encoder, 2, mask=mask)
+    assert torch.allclose(s, torch.linalg.svdvals(a)[:6], rtol=1e-6, atol=1e-6 * s[0].item())
+    assert s[-1] < 1e-6 * s[0]  # rank 5
+    assert torch.allclose(a.float() @ v.flatten(1)[:, keep.expand(3, 16, 16).flatten()].T, u.flatten(1).T * s[:2].float(), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("rank", [1, 5, 12])

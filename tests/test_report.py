@@ -40,7 +40,7 @@ def test_every_figure_and_a_json_summary(analysis, tmp_path):
     assert summary["holdout_images"] == 24 and summary["mask_size"] == 16
     assert set(summary["baselines"]) == {"mean", "telea", "ns", "biharmonic"}
     assert {"eigenvalues", "abs_cosine", "energy_captured", "total_energy"} <= set(summary["pca"])
-    phases = ["holdout_pass", "baselines", "pca", "jacobian_rows", "jacobian_full", "svd"]
+    phases = ["holdout_pass", "baselines", "pca", "jacobian_rows", "jacobian_factors", "svd"]
     assert list(summary["seconds"]) == phases and all(t > 0 for t in summary["seconds"].values())
     jac = summary["jacobian"]
     assert {"p", "phi_p", "singular_values", "effective_dim", "participation_ratio"} <= set(jac) | set(jac["svd"])
