@@ -4,7 +4,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from inpaint.errors import InpaintError
-from inpaint.module import InpaintingModule
+from inpaint.module import InpaintingModule, load_checkpoint
 
 SMALL = dict(base_channels=8, bottleneck=64)
 
@@ -141,3 +141,32 @@ def test_non_finite_loss_stops_training_before_the_weights_change(tmp_path):
         trainer.fit(model, DataLoader(images, batch_size=8))
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before if "running_var" not in k)
+
+
+@pytest.mark.slow
+def test_compile_trains_like_eager_and_checkpoints_the_plain_modules(tmp_path):
+    """model.compile=true: the steps run through torch.compile (both networks), the losses match eager
+    mode, and the checkpoint has the same keys, so load_checkpoint and the analyses take it as it is."""
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    losses, models = {}, {}
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = InpaintingModule(mask_size=16, **SMALL, compile=compiled)
+        trainer = L.Trainer(max_steps=4, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                            limit_val_batches=0, default_root_dir=tmp_path / str(compiled))
+        trainer.fit(model, DataLoader(Fixed(16), batch_size=8))
+        losses[compiled] = {k: v.item() for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
+        models[compiled] = model
+    assert set(models[True]._compiled) == {"generator", "discriminator"} and not models[False]._compiled
+    assert counters["stats"]["unique_graphs"] >= 2  # dynamo captured both networks
+    assert {"train/g_loss", "train/d_loss"} <= set(losses[True])
+    for name, eager in losses[False].items():
+        assert losses[True][name] == pytest.approx(eager, rel=1e-3), name
+    assert models[True].state_dict().keys() == models[False].state_dict().keys()
+    trainer.save_checkpoint(tmp_path / "compiled.ckpt")
+    reloaded = load_checkpoint(tmp_path / "compiled.ckpt")
+    assert reloaded.hparams.compile and not reloaded._compiled  # compiled only when a trainer sets it up
+    images = Fixed(2).images
+    assert torch.allclose(reloaded(images), models[True].eval()(images), atol=1e-6)
