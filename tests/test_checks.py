@@ -88,13 +88,14 @@ def test_train_py_refuses_before_building_anything(override, message, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", "train.log"]
 
 
-def test_an_output_folder_hydra_cannot_make_fails_in_one_line(tmp_path):
+@pytest.mark.parametrize("command", [["train.py", "experiment=smoke"], ["analyze.py", "ckpt_path=any.ckpt"]])
+def test_an_output_folder_hydra_cannot_make_fails_in_one_line(tmp_path, command):
     blocker = tmp_path / "a_file"
     blocker.write_text("keep me")
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     result = subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "experiment=smoke", f"paths.log_dir={blocker}/logs"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [sys.executable, str(ROOT / command[0]), *command[1:], f"paths.log_dir={blocker}/logs"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 2
     assert result.stderr.strip().startswith("ERROR: cannot write the output folder") and "Traceback" not in result.stderr
