@@ -32,5 +32,5 @@ test-all: install
 clean:
 	rm -rf logs multirun outputs .pytest_cache
 
-bench: install  ## ratios against the references, JSON in bench.json (ARGS="--quick" for ~1 min)
+bench: install  ## ratios against the references, JSON in bench.json (ARGS="--quick": under 3 min; ARGS="--device cuda" on a GPU)
 	$(PY) -m benchmarks --out bench.json $(ARGS)
