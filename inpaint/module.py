@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
+from inpaint.checks import check_model
 from inpaint.errors import InpaintError
 from inpaint.models import BiasFreeBatchNorm, ContextEncoder, Discriminator
 
@@ -60,11 +61,8 @@ class InpaintingModule(L.LightningModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        if not 0.0 <= adv_weight <= 1.0:
-            raise InpaintError(f"model.adv_weight must lie in [0, 1], not {adv_weight} (Pathak: 0.001; 0 = pure L2).")
-        if lr_g <= 0 or lr_d <= 0:
-            raise InpaintError(f"learning rates must be positive, not lr_g={lr_g}, lr_d={lr_d}.")
         self.save_hyperparameters()
+        check_model(dict(self.hparams), image_size)  # the checks train.py runs on the config, for Python callers too
         self.automatic_optimization = False
         self.generator = ContextEncoder(mask_size, bias_free, image_size, base_channels, bottleneck, overlap, dense_bottleneck)
         self.discriminator = Discriminator(mask_size, base_channels) if adv_weight > 0 else None
