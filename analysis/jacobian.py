@@ -109,6 +109,13 @@ def _pushed_forward(network: nn.Module, x: torch.Tensor, chunk: int | None) -> t
     return torch.cat(columns, dim=1)
 
 
+def _batch_of_one(masked: torch.Tensor, caller: str) -> torch.Tensor:
+    """One masked input ``[3, H, W]`` as a float32 batch of one, detached; anything else is refused."""
+    if masked.ndim != 3:
+        raise ValueError(f"{caller} takes one masked input [3, H, W], not a tensor of shape {tuple(masked.shape)}.")
+    return masked.detach().to(torch.float32).unsqueeze(0)
+
+
 def jacobian(
     generator: nn.Module,
     masked: torch.Tensor,
@@ -137,11 +144,9 @@ def jacobian(
     (:func:`auto_chunk`). The generator's modes, its parameters' ``requires_grad`` and ``.grad`` are
     left as they were (``torch.func`` differentiates the input only); channels-last models work too.
     """
-    if masked.ndim != 3:
-        raise ValueError(f"jacobian takes one masked input [3, H, W], not a tensor of shape {tuple(masked.shape)}.")
     if method not in ("auto", "rows", "code"):
         raise ValueError(f'jacobian method must be "auto", "rows" or "code", not {method!r}.')
-    y = masked.detach().to(torch.float32).unsqueeze(0)
+    y = _batch_of_one(masked, "jacobian")
     with _exact(generator, y.device):
         out_shape = generator(y).shape[1:]  # one forward pass, cheap next to the products
         index = torch.arange(math.prod(out_shape), device=y.device).view(out_shape)  # row of A_y per output scalar
@@ -178,9 +183,7 @@ def jacobian_factors(generator: ContextEncoder, masked: torch.Tensor, chunk: int
     What :func:`jacobian` multiplies out, without the (3 m m) x k x (3 H W) product: A_y y = P (Q y)
     and the whole spectrum (:func:`factored_svd`) come cheaper from the halves. ``chunk`` as in
     :func:`jacobian`; the generator is left as it was."""
-    if masked.ndim != 3:
-        raise ValueError(f"jacobian_factors takes one masked input [3, H, W], not a tensor of shape {tuple(masked.shape)}.")
-    y = masked.detach().to(torch.float32).unsqueeze(0)
+    y = _batch_of_one(masked, "jacobian_factors")
     with _exact(generator, y.device):
         z = generator.encoder(y)
         decoder, encoder = _factors(generator, y, z, chunk)
