@@ -20,6 +20,7 @@ from analysis.report import AnalysisSettings, analyse
 from inpaint.data import to_float
 from inpaint.checks import check_data, check_writable
 from inpaint.errors import InpaintError, exit_on_user_error
+from inpaint.hardware import resolve_accelerator
 from inpaint.malloc import retain_freed_memory
 from inpaint.module import InpaintingModule, load_checkpoint
 
@@ -43,10 +44,26 @@ def load_all(cfg: DictConfig) -> dict[str, InpaintingModule]:
     return models
 
 
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a CUDA GPU, else ``cpu``; an explicit device must exist."""
+    device = resolve_accelerator(device)
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as error:
+        raise InpaintError(f"device={device!r} is not a device name: use auto, cpu, cuda or cuda:N.") from error
+    if parsed.type == "cuda" and (not torch.cuda.is_available() or (parsed.index or 0) >= torch.cuda.device_count()):
+        raise InpaintError(f"device={device}: torch sees {torch.cuda.device_count()} CUDA GPU(s) here; use device=auto or cpu.")
+    if parsed.type not in ("cpu", "cuda"):
+        raise InpaintError(f"device={device}: the analyses run on cpu or cuda (they need float64, which {parsed.type} lacks).")
+    return device
+
+
 @exit_on_user_error
 def run(cfg: DictConfig) -> None:
     check_data(OmegaConf.to_container(cfg.data, resolve=True), training=False)
     check_writable(cfg.paths.output_dir)
+    cfg.device = resolve_device(str(cfg.device))
+    log.info("Analyses on %s", cfg.device)
     L.seed_everything(cfg.seed, workers=True)
     if cfg.retain_freed_memory:
         retain_freed_memory()

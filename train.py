@@ -1,7 +1,8 @@
 """Train a (bias-free) Context Encoder: `python train.py [experiment=NAME] [group=option ...]`.
 
-Composes conf/train.yaml with Hydra, then: the checkpoint to resume from (if any), seed, data,
-model, callbacks, loggers, trainer, fit, holdout test. Returns the metric named by
+Composes conf/train.yaml with Hydra, then: accelerator and precision for this machine, the settings
+checks, the checkpoint to resume from (if any), seed, data, model, callbacks, loggers, trainer,
+fit, holdout test. Returns the metric named by
 `optimized_metric` so sweepers can optimise it.
 """
 
@@ -20,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from inpaint.checks import check_data, check_model, check_trainer, check_writable
 from inpaint.errors import InpaintError, exit_on_user_error
 from inpaint.faults import AtomicCheckpointIO, find_checkpoint, resume_state
+from inpaint.hardware import Capabilities, capabilities, resolve_accelerator, resolve_precision
 from inpaint.malloc import retain_freed_memory
 
 os.environ.setdefault("INPAINT_ROOT", str(Path(__file__).resolve().parent))
@@ -50,12 +52,34 @@ def instantiate_all(group: DictConfig | None) -> list:
     return [hydra.utils.instantiate(c) for c in (group or {}).values() if isinstance(c, DictConfig) and "_target_" in c]
 
 
+# Trainer arguments that Lightning refuses under manual optimisation, with Lightning's defaults: the
+# module applies the configured values itself and the Trainer gets the defaults.
+STEP_OPTIONS = {"gradient_clip_val": None, "gradient_clip_algorithm": None, "accumulate_grad_batches": 1}
+
+
+def resolve_hardware(cfg: DictConfig) -> Capabilities | None:
+    """Make ``accelerator: auto`` and ``precision: auto`` concrete for this machine (inpaint/hardware.py)
+    and log the choice with its reason, or warn when an explicit precision will be slow here. None
+    when the accelerator asked for is not there (the settings checks then say so)."""
+    trainer = cfg.trainer
+    trainer.accelerator = resolve_accelerator(trainer.accelerator)
+    if trainer.accelerator not in ("cpu", "cuda", "mps"):
+        return None
+    caps = capabilities(trainer.accelerator)
+    choice = resolve_precision(trainer.precision, caps)
+    trainer.precision = choice.precision
+    log.info("%s", choice.reason)
+    if choice.warning:
+        log.warning("%s", choice.warning)
+    return caps
+
+
 def check(cfg: DictConfig) -> None:
     """Refuse settings no run can use (inpaint/checks.py) before any data is read or model built."""
     plain = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("model", "data", "trainer")}
     check_model(plain["model"], cfg.image_size)
     check_data(plain["data"], training=True, analyses=bool((cfg.get("callbacks") or {}).get("analysis")))
-    check_trainer(plain["trainer"])
+    check_trainer(plain["trainer"], plain["model"])
     check_writable(cfg.paths.output_dir)
 
 
@@ -76,6 +100,7 @@ def resolve_resume(cfg: DictConfig) -> None:
 @exit_on_user_error
 def train(cfg: DictConfig) -> float | None:
     """Fit the model, test it on the holdout, return the optimised metric."""
+    caps = resolve_hardware(cfg)
     check(cfg)
     resolve_resume(cfg)
     log.info("Config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
@@ -84,13 +109,15 @@ def train(cfg: DictConfig) -> float | None:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.data)
     model = hydra.utils.instantiate(cfg.model)
+    model.set_step_options(**{key: cfg.trainer.get(key, default) for key, default in STEP_OPTIONS.items()})
     loggers = instantiate_all(cfg.get("logger"))
     # the trainer config's plugins (SLURM's environment, ...) and checkpoints written through a rename
     plugins = [*hydra.utils.instantiate(cfg.trainer.get("plugins") or []), AtomicCheckpointIO()]
     callbacks = instantiate_all(cfg.get("callbacks"))
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins)
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins, **STEP_OPTIONS)
+    hardware = {"hardware": caps.as_dict()} if caps else {}
     for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), **hardware})
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
     metric = trainer.callback_metrics.get(cfg.optimized_metric)

@@ -11,12 +11,14 @@ import os
 import tempfile
 from pathlib import Path
 
+import torch
+
 from inpaint.errors import InpaintError
 from inpaint.masks import SUPPORTED_SIZES, CenterMask
 
 # Lightning's precision names (lightning.pytorch.Trainer(precision=...)).
 PRECISIONS = (
-    "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed",
+    "auto", "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed",
     "transformer-engine", "transformer-engine-float16", "64", "32", "16", "bf16", 64, 32, 16,
 )
 
@@ -42,6 +44,10 @@ def check_model(model: dict, image_size: int) -> None:
     for name in ("beta1", "beta2"):
         if not 0 <= model[name] < 1:
             raise InpaintError(f"model.{name} must lie in [0, 1), not {model[name]} (Pathak: 0.5 and 0.999).")
+    if model.get("lr_schedule", "constant") not in ("constant", "cosine"):
+        raise InpaintError(f"model.lr_schedule must be constant or cosine, not {model['lr_schedule']!r}.")
+    if not 0 <= model.get("warmup_fraction", 0) < 1:
+        raise InpaintError(f"model.warmup_fraction must lie in [0, 1), not {model['warmup_fraction']}.")
     if not 0 <= model["adv_weight"] <= 1:
         raise InpaintError(f"model.adv_weight must lie in [0, 1], not {model['adv_weight']} (Pathak: 0.001; 0 = pure L2).")
 
@@ -65,13 +71,20 @@ def check_data(data: dict, training: bool = True, analyses: bool = True) -> None
         raise InpaintError(f"data.holdout_size={holdout}: the analyses need at least 2 holdout images (the paper: 1000).")
 
 
-def check_trainer(trainer: dict) -> None:
-    """Precision, length, and SLURM's plugin only where SLURM runs the job."""
-    precision = trainer.get("precision", "32-true")
+def check_trainer(trainer: dict, model: dict | None = None) -> None:
+    """Precision, device, length, clipping and accumulation, and SLURM's plugin only where SLURM runs
+    the job. ``model`` (its settings) adds the checks that depend on both."""
+    precision = trainer.get("precision", "auto")
     if precision not in PRECISIONS:
         raise InpaintError(
-            f"trainer.precision={precision!r} is not a precision Lightning knows: use 32-true, bf16-mixed "
-            f"(CPUs and GPUs with bf16) or 16-mixed (older GPUs)."
+            f"trainer.precision={precision!r} is not a precision Lightning knows: use auto (chosen from the hardware), "
+            f"32-true, bf16-mixed (CPUs and GPUs with bf16) or 16-mixed (older GPUs)."
+        )
+    if str(trainer.get("accelerator")) in ("gpu", "cuda") and not torch.cuda.is_available() and not torch.backends.mps.is_available():
+        build = "a CPU build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        raise InpaintError(
+            f"trainer.accelerator={trainer['accelerator']} but torch {torch.__version__} ({build}) sees no GPU here: "
+            f"use the default trainer (accelerator auto: the GPU when there is one) or trainer=cpu."
         )
     slurm = any(str(plugin.get("_target_", "")).endswith("SLURMEnvironment") for plugin in trainer.get("plugins") or [])
     if slurm and "SLURM_NTASKS" not in os.environ:
@@ -79,9 +92,26 @@ def check_trainer(trainer: dict) -> None:
             "trainer=slurm runs only inside a SLURM job step (`srun python train.py ...` in an sbatch script): "
             "there are no SLURM variables here. Use trainer=ddp (or cpu, gpu) outside SLURM."
         )
-    epochs = trainer.get("max_epochs")
+    epochs, steps = trainer.get("max_epochs"), trainer.get("max_steps", -1)
     if epochs is not None and (not _whole(epochs) or (epochs < 1 and epochs != -1)):
         raise InpaintError(f"trainer.max_epochs must be a positive integer (or -1: no limit), not {epochs!r}.")
+    if not _whole(steps) or (steps < 1 and steps != -1):
+        raise InpaintError(f"trainer.max_steps must be a positive integer (or -1: no limit), not {steps!r}.")
+    if epochs == -1 and steps == -1 and trainer.get("max_time") is None:
+        raise InpaintError("trainer.max_epochs=-1 and trainer.max_steps=-1: the run would never end. Set one of them (or trainer.max_time).")
+    accumulate = trainer.get("accumulate_grad_batches", 1)
+    if not _whole(accumulate) or accumulate < 1:
+        raise InpaintError(f"trainer.accumulate_grad_batches must be a positive integer, not {accumulate!r}.")
+    clip, algorithm = trainer.get("gradient_clip_val"), trainer.get("gradient_clip_algorithm")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip < 0):
+        raise InpaintError(f"trainer.gradient_clip_val must be a number >= 0 (or null: no clipping), not {clip!r}.")
+    if algorithm not in (None, "norm", "value"):
+        raise InpaintError(f"trainer.gradient_clip_algorithm must be norm or value (or null: norm), not {algorithm!r}.")
+    if clip and model is not None and model.get("fused_adam") and str(precision).startswith("16"):
+        raise InpaintError(
+            f"trainer.gradient_clip_val={clip} with trainer.precision={precision} and fused Adam: the fused optimiser unscales "
+            f"fp16 gradients inside its step, after clipping would have run. Set model.fused_adam=false (or precision 32-true / bf16-mixed)."
+        )
 
 
 def check_writable(folder: str | Path) -> None:

@@ -7,6 +7,7 @@ hole, the pixels actually removed from the input, for every split, and SSIM for 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import lightning as L
@@ -30,6 +31,11 @@ class InpaintingModule(L.LightningModule):
             0.001). 0 trains by pure L2 and builds no discriminator.
         ring_weight: L2 weight of the overlap ring relative to the hole (Pathak: 10).
         lr_g, lr_d, beta1, beta2: the two Adam optimisers (PyTorch port: 2e-4, 2e-4, 0.5, 0.999).
+        lr_schedule: ``constant`` (Pathak) or ``cosine``: a linear warm-up over the first
+            ``warmup_fraction`` of the run's batches, then a cosine decay to zero at its end (both
+            optimisers, stepped once per optimiser step; the run's length is Lightning's
+            ``estimated_stepping_batches``, so it follows max_epochs, max_steps and the limits).
+        warmup_fraction: the warm-up's share of the run under ``cosine``.
         channels_last: NHWC memory layout for both networks and their inputs (same results,
             faster convolutions on CPUs and tensor cores).
         fused_adam: one fused kernel per optimiser step instead of a loop over parameters
@@ -56,6 +62,8 @@ class InpaintingModule(L.LightningModule):
         lr_d: float = 2e-4,
         beta1: float = 0.5,
         beta2: float = 0.999,
+        lr_schedule: str = "constant",
+        warmup_fraction: float = 0.05,
         channels_last: bool = True,
         fused_adam: bool = True,
         compile: bool = False,
@@ -64,6 +72,7 @@ class InpaintingModule(L.LightningModule):
         self.save_hyperparameters()
         check_model(dict(self.hparams), image_size)  # the checks train.py runs on the config, for Python callers too
         self.automatic_optimization = False
+        self.set_step_options()
         self.generator = ContextEncoder(mask_size, bias_free, image_size, base_channels, bottleneck, overlap, dense_bottleneck)
         self.discriminator = Discriminator(mask_size, base_channels) if adv_weight > 0 else None
         if channels_last:
@@ -130,16 +139,29 @@ class InpaintingModule(L.LightningModule):
         self.log_dict(self.metrics[f"{stage}_"], prog_bar=stage != "train", on_step=False, on_epoch=True, batch_size=len(images))
         return prediction, target, l2
 
+    def set_step_options(self, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None,
+                         accumulate_grad_batches: int = 1) -> None:
+        """The trainer's clipping and accumulation, applied to both optimisers. This module steps its
+        optimisers itself (manual optimisation), where Lightning refuses these Trainer arguments, so
+        train.py hands them here instead."""
+        self.gradient_clip_val = gradient_clip_val or None
+        self.gradient_clip_algorithm = gradient_clip_algorithm or "norm"
+        self.accumulate_grad_batches = accumulate_grad_batches
+
     def training_step(self, images: torch.Tensor, batch_idx: int) -> None:
         prediction, target, l2 = self.shared_step(images, "train")
+        # with accumulation, each batch adds 1/N of its gradient and the optimisers step every N batches
+        accumulate = self.accumulate_grad_batches
+        step = (batch_idx + 1) % accumulate == 0 or self.trainer.is_last_batch
         g_loss = l2
         if self.discriminator is not None:
             opt_g, opt_d = self.optimizers()
             d_loss = self._critic_loss(target, prediction.detach())
             self._check_finite(d_loss, "critic")
-            opt_d.zero_grad(set_to_none=True)
-            self.manual_backward(d_loss)
-            opt_d.step()
+            self.manual_backward(d_loss / accumulate)
+            if step:
+                opt_d.step()
+                opt_d.zero_grad(set_to_none=True)
             self.discriminator.requires_grad_(False)  # its gradients here would be thrown away
             fooled = self._run("discriminator", prediction)
             self.discriminator.requires_grad_(True)
@@ -149,10 +171,18 @@ class InpaintingModule(L.LightningModule):
         else:
             opt_g = self.optimizers()
         self._check_finite(g_loss, "generator")
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(g_loss)
-        opt_g.step()
+        self.manual_backward(g_loss / accumulate)
+        if step:
+            opt_g.step()
+            opt_g.zero_grad(set_to_none=True)
+            for scheduler in self.schedulers():
+                scheduler.step()
         self.log("train/g_loss", g_loss.detach(), prog_bar=True, batch_size=len(images))
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Clip here, where Lightning has unscaled 16-mixed gradients, just before the step."""
+        if self.gradient_clip_val:
+            self.clip_gradients(optimizer, self.gradient_clip_val, self.gradient_clip_algorithm)
 
     def _check_finite(self, loss: torch.Tensor, network: str) -> None:
         """Stop before a non-finite loss reaches the weights (one host sync a step)."""
@@ -179,14 +209,29 @@ class InpaintingModule(L.LightningModule):
     def test_step(self, images: torch.Tensor, batch_idx: int) -> None:
         self.shared_step(images, "holdout")
 
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+    def schedulers(self) -> list[torch.optim.lr_scheduler.LRScheduler]:
+        """The learning-rate schedulers as a list (Lightning gives one bare, several as a list)."""
+        schedulers = self.lr_schedulers()
+        return [] if schedulers is None else schedulers if isinstance(schedulers, list) else [schedulers]
+
+    def configure_optimizers(self):
         hp = self.hparams
         betas = (hp.beta1, hp.beta2)
         fused = True if hp.fused_adam else None  # None: PyTorch's default implementation for the device
         optimizers = [torch.optim.Adam(self.generator.parameters(), lr=hp.lr_g, betas=betas, fused=fused)]
         if self.discriminator is not None:
             optimizers.append(torch.optim.Adam(self.discriminator.parameters(), lr=hp.lr_d, betas=betas, fused=fused))
-        return optimizers
+        if hp.lr_schedule == "constant":
+            return optimizers
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = int(hp.warmup_fraction * total)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+        return optimizers, [torch.optim.lr_scheduler.LambdaLR(optimizer, factor) for optimizer in optimizers]
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> InpaintingModule:

@@ -26,12 +26,15 @@ def settings(*overrides: str) -> dict:
 def check_all(s: dict) -> None:
     check_model(s["model"], s["image_size"])
     check_data(s["data"], analyses=True)
-    check_trainer(s["trainer"])
+    check_trainer(s["trainer"], s["model"])
     check_writable(s["log_dir"])
 
 
 @pytest.mark.parametrize("experiment", ["demo", "smoke", "paper_64", "paper_16"])
-def test_every_shipped_experiment_passes(experiment):
+def test_every_shipped_experiment_passes(experiment, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # the paper's experiments ask for a GPU
     check_all(settings(f"experiment={experiment}"))
 
 
@@ -51,6 +54,13 @@ def test_every_shipped_experiment_passes(experiment):
         ("data.holdout_size=1", "at least 2 holdout images"),
         ("trainer.precision=17", "not a precision Lightning knows"),
         ("trainer.max_epochs=0", "trainer.max_epochs must be a positive integer"),
+        ("trainer.max_steps=0", "trainer.max_steps must be a positive integer"),
+        ("trainer.max_epochs=-1", "the run would never end"),
+        ("trainer.accumulate_grad_batches=0", "accumulate_grad_batches must be a positive integer"),
+        ("trainer.gradient_clip_val=-1", "gradient_clip_val must be a number >= 0"),
+        ("trainer.gradient_clip_algorithm=max", "must be norm or value"),
+        ("model.lr_schedule=linear", "model.lr_schedule must be constant or cosine"),
+        ("model.warmup_fraction=1", "model.warmup_fraction must lie in [0, 1)"),
         ("paths.log_dir=/proc/cannot/write/here", "cannot write the output folder"),
     ],
 )
@@ -104,6 +114,9 @@ def test_an_output_folder_hydra_cannot_make_fails_in_one_line(tmp_path, command)
 
 
 def test_slurm_trainer_outside_slurm_is_refused(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # trainer=slurm trains on GPUs
     for key in [k for k in os.environ if k.startswith("SLURM_")]:
         monkeypatch.delenv(key)
     with pytest.raises(InpaintError, match="trainer=slurm runs only inside a SLURM job step"):
@@ -111,3 +124,19 @@ def test_slurm_trainer_outside_slurm_is_refused(monkeypatch):
     monkeypatch.setenv("SLURM_NTASKS", "4")
     check_trainer(settings("trainer=slurm")["trainer"])
     check_trainer(settings("trainer=ddp")["trainer"])
+
+
+def test_a_gpu_asked_of_a_machine_without_one_is_refused(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(InpaintError, match="sees no GPU here: use the default trainer"):
+        check_all(settings("trainer=gpu"))
+
+
+def test_clipping_fp16_gradients_with_fused_adam_is_refused_before_training():
+    s = settings("trainer.gradient_clip_val=1.0", "trainer.precision=16-mixed")
+    with pytest.raises(InpaintError, match="model.fused_adam=false"):
+        check_all(s)
+    check_all(settings("trainer.gradient_clip_val=1.0", "trainer.precision=16-mixed", "model.fused_adam=false"))

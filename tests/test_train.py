@@ -34,7 +34,7 @@ def composed(*overrides: str):
 
 @pytest.mark.parametrize(
     "experiment, data, mask, accelerator",
-    [("demo", "faces", 64, "cpu"), ("smoke", "faces", 64, "cpu"), ("paper_64", "celeba", 64, "gpu"), ("paper_16", "celeba", 16, "gpu")],
+    [("demo", "faces", 64, "auto"), ("smoke", "faces", 64, "cpu"), ("paper_64", "celeba", 64, "gpu"), ("paper_16", "celeba", 16, "gpu")],
 )
 def test_experiments_compose_and_the_mask_size_flows_everywhere(experiment, data, mask, accelerator):
     cfg = composed(f"experiment={experiment}")
