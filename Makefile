@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-slow test-all bench clean
+.PHONY: install train test test-slow test-all bench gpu-check clean
 
 install: $(STAMP)
 
@@ -34,3 +34,6 @@ clean:
 
 bench: install  ## ratios against the references, JSON in bench.json (ARGS="--quick": under 3 min; ARGS="--device cuda" on a GPU)
 	$(PY) -m benchmarks --out bench.json $(ARGS)
+
+gpu-check: install  ## on a CUDA machine: smoke, demo, DDP (2+ GPUs), quick benchmarks, Jacobian GPU vs CPU (~5 min), JSON in gpu_check.json; elsewhere one line
+	$(PY) -m benchmarks.gpu_check --out gpu_check.json $(ARGS)
