@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-slow test-all bench gpu-check clean
+.PHONY: install train test test-avx2 test-slow test-all bench gpu-check clean
 
 install: $(STAMP)
 
@@ -22,6 +22,9 @@ train: install  ## the default demo; pass Hydra overrides with ARGS="experiment=
 
 test: install  ## the default suite (slow tests excluded)
 	$(PY) -m pytest -q $(ARGS)
+
+test-avx2: install  ## the default suite with the CPU capped at AVX2 (no native bf16), as on CPUs without AVX-512
+	ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 $(PY) -m pytest -q $(ARGS)
 
 test-slow: install  ## only the slow tests
 	$(PY) -m pytest -q -m slow $(ARGS)

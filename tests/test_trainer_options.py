@@ -118,5 +118,11 @@ def test_max_steps_ends_the_smoke_run_mid_epoch(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 8
     assert (tmp_path / "analysis" / "summary.json").is_file()
-    log = (tmp_path / "train.log").read_text()
-    assert "precision auto -> " in log  # the choice and its reason are logged
+    # the choice and its reason are logged, in the form the GPU check reads back (benchmarks/gpu_check.py)
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.gpu_check import read_run
+
+    run = read_run(tmp_path)
+    assert run["ok"], run["reason"]
+    assert run["precision_line"].startswith("precision auto -> ") and run["precision"] in ("32-true", "bf16-mixed")
+    assert run["precision_line"] in result.stdout + result.stderr  # on the console too
