@@ -99,3 +99,14 @@ def test_the_real_machine_resolves_to_a_precision_lightning_runs():
     expected = {(True, "cuda"): "bf16-mixed", (False, "cuda"): "16-mixed", (True, "cpu"): "bf16-mixed", (False, "cpu"): "32-true"}
     assert choice.precision == expected[(caps.native_bf16, caps.device)]
     assert hardware.autocast_dtype(choice.precision) in (torch.bfloat16, torch.float16, torch.float32)
+
+
+@pytest.mark.parametrize("device, says", [("cuda:3", "torch sees 0 CUDA"), ("mps", "they need float64"), ("tpu", "not a device name")])
+def test_analyze_refuses_a_device_it_cannot_use(device, says, monkeypatch):
+    from analyze import resolve_device
+    from inpaint.errors import InpaintError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    with pytest.raises(InpaintError, match=says):
+        resolve_device(device)
