@@ -42,10 +42,9 @@ def test_analyze_reproduces_the_callbacks_numbers(runs, tmp_path):
     run("analyze.py", f"ckpt_path={run64 / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={tmp_path}", *SMOKE_DATA)
     callback = json.loads((run64 / "analysis" / "summary.json").read_text())
     again = json.loads((tmp_path / "summary.json").read_text())
-    for key in ("psnr", "ssim"):
-        assert again["metrics"][key] == pytest.approx(callback["metrics"][key], rel=1e-6)
-    for which in ("originals", "reconstructions"):
-        assert again["pca"]["eigenvalues"][which] == pytest.approx(callback["pca"]["eigenvalues"][which], rel=1e-6)
+    # the same weights, images and batches through the same kernels on one machine: the same bits
+    assert again["metrics"] == callback["metrics"]
+    assert again["pca"]["eigenvalues"] == callback["pca"]["eigenvalues"]
     assert again["jacobian"]["phi_p"] == callback["jacobian"]["phi_p"]
     assert again["baselines"] == callback["baselines"]
 

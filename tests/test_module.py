@@ -5,6 +5,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from inpaint.errors import InpaintError
 from inpaint.module import InpaintingModule, load_checkpoint
+from tolerances import rel_tol
 
 SMALL = dict(base_channels=8, bottleneck=64)
 
@@ -44,9 +45,12 @@ def test_training_lowers_the_hole_error(adv_weight, tmp_path):
     first = trainer.callback_metrics["val/l2"].item()
     trainer = fit(model, 8, tmp_path)
     metrics = trainer.callback_metrics
+    # Training outcomes, not precision: fixed data and seeds, so another CPU changes only rounding, and
+    # rounding-sized changes of the initial weights move these ratios by a few hundredths (train
+    # 0.07-0.08, val 0.88-0.94 of the first epoch's val/l2).
     assert metrics["train/l2"].item() < 0.25 * first
-    # eval mode lags: batch norm's running variance is an average over recent steps
-    assert metrics["val/l2"].item() < 0.95 * first
+    # eval mode lags (batch norm's running variance is an average over recent steps): it only has to improve
+    assert metrics["val/l2"].item() < first
     assert {"val/psnr", "val/ssim", "train/psnr", "train/g_loss"} <= set(metrics)
     assert ("train/d_loss" in metrics) == (adv_weight > 0)
     assert len(trainer.optimizers) == (2 if adv_weight else 1)
@@ -73,7 +77,7 @@ def test_checkpoint_alone_rebuilds_the_model(tmp_path):
     loaded = InpaintingModule.load_from_checkpoint(path).eval()
     images = Fixed(2).images
     assert loaded.hparams.mask_size == 32 and not loaded.generator.bias_free
-    assert torch.allclose(loaded(images), model.eval()(images))
+    assert torch.equal(loaded(images), model.eval()(images))  # the same weights through the same kernels: bit for bit
 
 
 @pytest.mark.parametrize("kwargs", [dict(adv_weight=1.5), dict(lr_g=-1e-4), dict(lr_d=0.0), dict(mask_size=48)])
@@ -98,7 +102,12 @@ def test_metrics_are_float32_under_bf16_autocast():
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         model.shared_step(images, "val")
     assert expected > 0.6
-    assert model.metrics["val_"].compute()["val/ssim"].item() == pytest.approx(expected.item(), abs=1e-4)
+    # float32 both ways (bf16 would be off by ~0.05): SSIM's 11 x 11 Gaussian sums, and its variances
+    # E[x^2] - E[x]^2, which cancel by E[x^2] / var (~4 on these faces)
+    hole = mask.hole_of(images).double()
+    cancellation = (hole.square().mean() / hole.var()).item()
+    tol = rel_tol(torch.float32, 11 * 11) * cancellation
+    assert model.metrics["val_"].compute()["val/ssim"].item() == pytest.approx(expected.item(), abs=tol)
 
 
 def test_generator_step_sees_the_updated_critic_and_leaves_its_gradients_alone(tmp_path):
@@ -113,7 +122,9 @@ def test_generator_step_sees_the_updated_critic_and_leaves_its_gradients_alone(t
     class Snapshot(L.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             opt_g, opt_d = pl_module.optimizers(use_pl_optimizer=False)
-            snap = lambda key: lambda *a: grads.__setitem__(key, [p.grad.clone() for p in pl_module.discriminator.parameters()])
+            copy = lambda p: None if p.grad is None else p.grad.clone()
+            critic = pl_module.discriminator
+            snap = lambda key: lambda *a: grads.__setitem__(key, [copy(p) for p in critic.parameters()])
             opt_d.register_step_post_hook(snap("after_critic_step"))
             opt_g.register_step_pre_hook(snap("before_generator_step"))
 
@@ -126,7 +137,10 @@ def test_generator_step_sees_the_updated_critic_and_leaves_its_gradients_alone(t
     fooled_input, fooled_output = calls[2]
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.equal(model.discriminator(fooled_input), fooled_output)
-    assert all(torch.equal(a, b) for a, b in zip(grads["after_critic_step"], grads["before_generator_step"]))
+    # nothing added to the critic's gradients: still cleared (None) after its step, or as they were
+    after, before = grads["after_critic_step"], grads["before_generator_step"]
+    assert all(a is not None for a in after)
+    assert all(b is None or torch.equal(a, b) for a, b in zip(after, before))
 
 
 def test_non_finite_loss_stops_training_before_the_weights_change(tmp_path):
@@ -144,11 +158,15 @@ def test_non_finite_loss_stops_training_before_the_weights_change(tmp_path):
 
 
 @pytest.mark.slow
-def test_compile_trains_like_eager_and_checkpoints_the_plain_modules(tmp_path):
+def test_compile_trains_like_eager_and_checkpoints_the_plain_modules(tmp_path, monkeypatch):
     """model.compile=true: the steps run through torch.compile (both networks), the losses match eager
     mode, and the checkpoint has the same keys, so load_checkpoint and the analyses take it as it is."""
     from torch._dynamo.utils import counters
 
+    # A cache of its own: inductor's on-disk cache does not tell CPU capabilities apart, and kernels
+    # cached under another one (ATEN_CPU_CAPABILITY=avx2, another CPU sharing the cache) corrupt the
+    # heap here (glibc aborts: "malloc(): unaligned tcache chunk detected").
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
     counters.clear()
     losses, models = {}, {}
     for compiled in (False, True):
@@ -162,11 +180,18 @@ def test_compile_trains_like_eager_and_checkpoints_the_plain_modules(tmp_path):
     assert set(models[True]._compiled) == {"generator", "discriminator"} and not models[False]._compiled
     assert counters["stats"]["unique_graphs"] >= 2  # dynamo captured both networks
     assert {"train/g_loss", "train/d_loss"} <= set(losses[True])
+    # Each of the 4 steps is a forward and backward pass, a conv chain over the 3 x 128 x 128 inputs
+    # that inductor's fused kernels round in other orders, and each step carries the differences so
+    # far into the weights: at most the sum over the steps.
+    steps = 4
     for name, eager in losses[False].items():
-        assert losses[True][name] == pytest.approx(eager, rel=1e-3), name
+        assert losses[True][name] == pytest.approx(eager, rel=steps * rel_tol(torch.float32, 3 * 128 * 128)), name
     assert models[True].state_dict().keys() == models[False].state_dict().keys()
     trainer.save_checkpoint(tmp_path / "compiled.ckpt")
     reloaded = load_checkpoint(tmp_path / "compiled.ckpt")
     assert reloaded.hparams.compile and not reloaded._compiled  # compiled only when a trainer sets it up
     images = Fixed(2).images
-    assert torch.allclose(reloaded(images), models[True].eval()(images), atol=1e-6)
+    # the same weights; should the trained module run its compiled generator, other kernels round the
+    # conv chain over the 3 x 128 x 128 inputs in other orders (outputs in [0, 1])
+    chain = rel_tol(torch.float32, 3 * 128 * 128)
+    assert torch.allclose(reloaded(images), models[True].eval()(images), rtol=0, atol=chain)

@@ -8,6 +8,7 @@ from test_models import trained_like
 
 from analysis.report import AnalysisSettings, analyse
 from inpaint.data.faces import FacesDataset
+from tolerances import rel_tol
 
 FIGURES = {
     "F1_inpainting", "F2_phi_window", "F3_eigenimages", "F4_abs_cosine", "F5_projections", "F6_energy_captured",
@@ -41,20 +42,27 @@ def test_every_figure_and_a_json_summary(analysis, tmp_path):
     assert set(summary["baselines"]) == {"mean", "telea", "ns", "biharmonic"}
     assert {"eigenvalues", "abs_cosine", "energy_captured", "total_energy"} <= set(summary["pca"])
     phases = ["holdout_pass", "baselines", "pca", "jacobian_rows", "jacobian_factors", "svd"]
-    assert list(summary["seconds"]) == phases and all(t > 0 for t in summary["seconds"].values())
+    assert list(summary["seconds"]) == phases
+    assert all(t >= 0 for t in summary["seconds"].values())  # timed, however fast the machine
     jac = summary["jacobian"]
     assert {"p", "phi_p", "singular_values", "effective_dim", "participation_ratio"} <= set(jac) | set(jac["svd"])
+    # phi^2 is at worst 4 x 256 roundings of the map's energy off (see test_jacobian's
+    # test_phi_is_monotone_bounded_and_shaped); phi itself, near 0, by the square root of that
+    slack = rel_tol(torch.float64, 4 * 256, worst_case=True) ** 0.5
     for name in ("corner", "edge", "centre"):
         curve = jac["phi_p"]["code"][name]
-        assert len(curve) == len(jac["p"]) and curve[-1] == pytest.approx(1.0)
-        assert all(a <= b + 1e-12 for a, b in zip(curve, curve[1:]))
+        assert len(curve) == len(jac["p"]) and curve[-1] == 1.0  # the whole map over itself, exactly
+        assert all(a <= b + slack for a, b in zip(curve, curve[1:]))
 
 
 def test_bias_free_guarantee_is_checked_live(analysis):
     summary = analysis.summary
     if summary["bias_free"]:
-        assert summary["homogeneity"]["max"] < 1e-5
-        assert summary["homogeneity"]["full_jacobian"] < 1e-5
+        # A_y y against f(y) in float32: sums over the 3 x 128 x 128 inputs (test_jacobian's
+        # test_jacobian_reproduces_the_output); the biased model's net bias is ~1 of ||f(y)||
+        tol = rel_tol(torch.float32, 3 * 128 * 128)
+        assert summary["homogeneity"]["max"] < tol
+        assert summary["homogeneity"]["full_jacobian"] < tol
     else:
         assert summary["net_bias"]["max"] > 1e-2  # the biased model's f(y) - A_y y is real
 
@@ -64,7 +72,8 @@ def test_pca_numbers_are_consistent(analysis):
     energy = pca["energy_captured"]["uncentred"]
     assert 0 < energy["1"] <= energy["10"] <= 1
     assert pca["eigenvalues"]["originals"] == sorted(pca["eigenvalues"]["originals"], reverse=True)
-    assert all(0 <= c <= 1 + 1e-9 for c in pca["abs_cosine"])
+    # float64 dot products of unit vectors
+    assert all(0 <= c <= 1 + rel_tol(torch.float64, pca["dim"]) for c in pca["abs_cosine"])
     assert pca["rank"]["originals"] == 23  # 24 images: at most N - 1 components
 
 
@@ -72,4 +81,4 @@ def test_biharmonic_is_local(analysis):
     """Biharmonic weights lie within 2 pixels of the hole: from the hole's edge, phi_p is 1 at once."""
     phi = analysis.summary["biharmonic_phi_p"]["hole"]["centre"]
     p = analysis.summary["jacobian"]["p"]
-    assert phi[p.index(0.1)] == pytest.approx(1.0)
+    assert phi[p.index(0.1)] == 1.0  # all the energy in the window: the same sums above and below, exactly
