@@ -4,6 +4,11 @@
 alternates reference and ours over several repeats and reports the median, so a load change on a
 shared machine hits both sides alike. The cases live in :mod:`benchmarks.cases`; training and the
 Jacobian run each side in its own :class:`Worker` process.
+
+Ours runs as the project would on the device: in the precision ``precision: auto`` resolves to
+there (:func:`inpaint.hardware.resolve_precision`). The JSON records the device's capabilities
+(ISA level, native bf16, GPU and compute capability) and, for each computing case, its efficiency:
+the FLOP/s achieved over the matmul peak measured on the device in the dtype the case computes in.
 """
 
 from __future__ import annotations

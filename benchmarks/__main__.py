@@ -7,45 +7,37 @@ import argparse
 import datetime
 import json
 import logging
-import platform
 import time
 import warnings
 
 import torch
 
 from benchmarks.cases import CASES
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else what ``platform`` knows."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+from inpaint.hardware import capabilities
 
 
 def table(results: dict) -> str:
-    """One line per case: the headline figures and their ratio."""
+    """One line per case: the headline figures, their ratio and our efficiency (of the device's peak)."""
     headline = {
-        "train": ("reference_images_per_s", "best_images_per_s", "img/s"),
-        "jacobian": ("loop_seconds_extrapolated", "full_seconds", "s"),
-        "pca": ("sklearn_seconds", "ours_seconds", "s"),
-        "data": ("jpeg_images_per_s", "cache_images_per_s", "img/s"),
+        "train": ("reference_images_per_s", "best_images_per_s", "img/s", "best_efficiency"),
+        "jacobian": ("loop_seconds_extrapolated", "full_seconds", "s", "efficiency"),
+        "pca": ("sklearn_seconds", "ours_seconds", "s", "efficiency"),
+        "data": ("jpeg_images_per_s", "cache_images_per_s", "img/s", None),
     }
-    lines = [f"{'case':<10}{'reference':>14}{'ours':>14}  {'unit':<6}{'ratio':>8}"]
-    for name, (ref, ours, unit) in headline.items():
+    lines = [f"{'case':<10}{'reference':>14}{'ours':>14}  {'unit':<6}{'ratio':>8}{'ours eff.':>11}"]
+    for name, (ref, ours, unit, efficiency) in headline.items():
         if name in results:
             r = results[name]
             cells = [f"{v:14.3f}" if isinstance(v, float) else f"{v!s:>14}" for v in (r[ref], r[ours])]
             ratio = f"{r['ratio']:8.2f}" if r["ratio"] is not None else f"{'-':>8}"
-            lines.append(f"{name:<10}{cells[0]}{cells[1]}  {unit:<6}{ratio}")
+            eff = f"{r[efficiency]:11.0%}" if efficiency else f"{'-':>11}"
+            lines.append(f"{name:<10}{cells[0]}{cells[1]}  {unit:<6}{ratio}{eff}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes and few repeats (< 3 min on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="the demo's width, fewer steps and repeats (< 3 min on 2 cores)")
     parser.add_argument("--out", help="write the results here as JSON")
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(CASES)}")
     parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N: where training, the Jacobian and our PCA run")
@@ -68,9 +60,11 @@ def main(argv: list[str] | None = None) -> dict:
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 
+    caps = capabilities(device)
     results: dict = {
         "device": args.device,
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "device_name": caps.name,
+        "capabilities": caps.as_dict(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "quick": args.quick,

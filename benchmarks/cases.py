@@ -15,54 +15,95 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from analysis.pca import fit_pca
 from benchmarks import Worker, alternate, synchronize, timed
+from inpaint import hardware
 from inpaint.data.celeba import CelebADataModule
 from inpaint.models import ContextEncoder
 
 BATCH = 64  # the paper's
 PAPER_WIDTH = {"base_channels": 64, "bottleneck": 4000}
+DEMO_WIDTH = {"base_channels": 32, "bottleneck": 1024}  # conf/experiment/demo.yaml: the quick run's
+FLOP_BATCH = 4  # the batch a training step's FLOPs are counted at (they are linear in it)
 
 REFERENCE = {"dense_bottleneck": False, "channels_last": False, "precision": "32-true", "fused_adam": False}
-BEST = {"dense_bottleneck": True, "channels_last": True, "precision": "bf16-mixed", "fused_adam": True}
+BEST = {"dense_bottleneck": True, "channels_last": True, "fused_adam": True}  # precision: best_settings
+
+# Sizes by quick (True) or full (False). The quick run is narrower where the full one would not fit
+# in 3 minutes on a CPU without native bf16 (float32 throughout): the demo's width, fewer rows.
+TRAIN = {True: {"width": DEMO_WIDTH, "steps": 4, "warmup": 1, "repeats": 3},
+         False: {"width": PAPER_WIDTH, "steps": 10, "warmup": 2, "repeats": 5}}  # ours needs 2 warm-up steps: 1 understates it
+JACOBIAN = {True: {"width": DEMO_WIDTH, "loop_rows": 12, "repeats": 3, "ours_repeats": 1},
+            False: {"width": PAPER_WIDTH, "loop_rows": 64, "repeats": 3, "ours_repeats": 3}}
+
+
+def precision_choice(device: str) -> hardware.PrecisionChoice:
+    """What ``precision: auto`` resolves to on ``device``, the rule the project trains by."""
+    return hardware.resolve_precision("auto", hardware.capabilities(device))
 
 
 def best_settings(device: str) -> dict:
-    """The project's defaults on ``device``: bf16 autocast where the device has it (CPUs and
-    GPUs from Ampere on), else fp16 with loss scaling."""
-    bf16 = not device.startswith("cuda") or torch.cuda.is_bf16_supported()
-    return {**BEST, "precision": "bf16-mixed" if bf16 else "16-mixed"}
+    """The project's defaults on ``device``, its precision that of :func:`precision_choice`: bf16
+    autocast where the device has native bf16, fp16 with loss scaling on GPUs before Ampere,
+    float32 on other CPUs (which would emulate bf16, many times slower)."""
+    return {**BEST, "precision": precision_choice(device).precision}
+
+
+def peak_matmul_flops(device: str, dtype: torch.dtype = torch.float32, repeats: int = 5) -> float:
+    """Best FLOP/s of an n x n matmul (2 n^3 FLOPs) in ``dtype`` on ``device``, after one warm-up;
+    n is 2048 on CPUs, 8192 on GPUs (a smaller product would not fill one)."""
+    n = 8192 if device.startswith("cuda") else 2048
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    a @ b
+    return 2 * n**3 / min(timed(lambda: a @ b, device) for _ in range(repeats))
 
 
 def train(quick: bool, device: str) -> dict:
-    """Training throughput at paper width, batch 64, generator and critic steps through the real
-    Lightning loop: the reference settings (convolutional bottleneck, float32, PyTorch's default
-    Adam, channels first, glibc's default allocator) against the project's defaults on the device
-    (dense bottleneck, bf16 autocast, fused Adam, channels last, freed memory retained)."""
-    steps, warmup, repeats = (4, 1, 3) if quick else (10, 2, 5)  # ours needs 2 warm-up steps: 1 understates it
-    fit = {"width": PAPER_WIDTH, "batch": BATCH, "steps": steps, "warmup": warmup, "device": device}
-    best_on_device = best_settings(device)
+    """Training throughput at batch 64 (paper width; the demo's in the quick run), generator and
+    critic steps through the real Lightning loop: the reference settings (convolutional bottleneck,
+    float32, PyTorch's default Adam, channels first, glibc's default allocator) against the
+    project's defaults on the device (dense bottleneck, the precision ``auto`` picks, fused Adam,
+    channels last, freed memory retained).
+
+    Each side's efficiency is its achieved FLOP/s (FLOPs of a step, counted, times steps/s) over the
+    matmul peak measured in the dtype it computes in: float32 for the reference, the autocast dtype
+    for ours."""
+    size = TRAIN[quick]
+    width, steps, warmup, repeats = size["width"], size["steps"], size["warmup"], size["repeats"]
+    fit = {"width": width, "batch": BATCH, "steps": steps, "warmup": warmup, "device": device}
+    sides = {"reference": REFERENCE, "best": best_settings(device)}
     with Worker() as reference, Worker(retain_freed_memory=True) as best:
-        ref, ours = alternate(
-            lambda: reference("fit", settings=REFERENCE, **fit), lambda: best("fit", settings=best_on_device, **fit), repeats
-        )
-    return {
-        "width": PAPER_WIDTH,
+        ref, ours = alternate(lambda: reference("fit", settings=sides["reference"], **fit),
+                              lambda: best("fit", settings=sides["best"], **fit), repeats)
+        counted = {side: worker("step_flops", settings=sides[side], width=width, batch=FLOP_BATCH, device=device)
+                   for side, worker in (("reference", reference), ("best", best))}
+    rates = {"reference": ref, "best": ours}
+    dtypes = {side: str(hardware.autocast_dtype(s["precision"])).removeprefix("torch.") for side, s in sides.items()}
+    peaks = {dtype: peak_matmul_flops(device, getattr(torch, dtype)) for dtype in sorted(set(dtypes.values()))}
+    result = {
+        "width": width,
         "batch": BATCH,
+        "steps": steps,
+        "warmup": warmup,
+        "repeats": repeats,
         "steps_timed": f"{steps - warmup} of {steps} per fit ({warmup} warm-up), median of {repeats} fits each, alternating",
         "reference_settings": {**REFERENCE, "retain_freed_memory": False},
-        "best_settings": {**best_on_device, "retain_freed_memory": True},
+        "best_settings": {**sides["best"], "retain_freed_memory": True},
+        "best_precision_reason": precision_choice(device).reason,
         "reference_images_per_s": ref,
         "best_images_per_s": ours,
         "ratio": ours / ref,
+        "peak_matmul_flops_per_s": peaks,
+        "flops_note": f"FLOPs of one training step (generator forward and backward, critic forward and backward on real "
+        f"and fake centres, the critic's forward on the fake again for the adversarial term) counted by FlopCounterMode "
+        f"(matrix products and convolutions) on a real step at batch {FLOP_BATCH}, divided by {FLOP_BATCH}: exact per "
+        f"image, every counted FLOP being linear in the batch (Adam and the norms are not counted); efficiency = "
+        f"flops_per_image * images_per_s / the matmul peak in the side's dtype, measured right after the fits",
     }
-
-
-def peak_matmul_flops(device: str, repeats: int = 5) -> float:
-    """Best FLOP/s of an n x n float32 matmul (2 n^3 FLOPs) on ``device``, after one warm-up; n is
-    2048 on CPUs, 8192 on GPUs (a smaller product would not fill one)."""
-    n = 8192 if device.startswith("cuda") else 2048
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    a @ b
-    return 2 * n**3 / min(timed(lambda: a @ b, device) for _ in range(repeats))
+    for side in sides:
+        per_image, peak = counted[side] / FLOP_BATCH, peaks[dtypes[side]]
+        achieved = per_image * rates[side]
+        result |= {f"{side}_dtype": dtypes[side], f"{side}_flops_per_image": per_image, f"{side}_achieved_flops_per_s": achieved,
+                   f"{side}_peak_matmul_flops_per_s": peak, f"{side}_efficiency": achieved / peak}
+    return result
 
 
 def _flops(fn) -> int:
@@ -72,26 +113,27 @@ def _flops(fn) -> int:
 
 
 def jacobian_case(quick: bool, device: str) -> dict:
-    """The whole A_y at m = 64 and paper width by :func:`analysis.jacobian.jacobian` (through the
-    code: dz/dy by pull-backs, dout/dz by forward products, one matrix product), against the
-    authors' loop of one ``autograd.grad`` per output scalar on their model (convolutional
-    bottleneck), timed on random rows and extrapolated to all 12,288."""
+    """The whole A_y at m = 64 (paper width; the demo's in the quick run) by
+    :func:`analysis.jacobian.jacobian` (through the code: dz/dy by pull-backs, dout/dz by forward
+    products, one matrix product), against the authors' loop of one ``autograd.grad`` per output
+    scalar on their model (convolutional bottleneck), timed on random rows and extrapolated to all
+    12,288. Its efficiency is the float32 compute bound over the time taken."""
+    size = JACOBIAN[quick]
+    width, loop_rows, repeats, ours_repeats = size["width"], size["loop_rows"], size["repeats"], size["ours_repeats"]
     total = 3 * 64 * 64
-    loop_rows, repeats = (12, 3) if quick else (64, 3)
-    ours_repeats = 1 if quick else repeats
     rows = torch.randperm(total, generator=torch.Generator().manual_seed(0))[: loop_rows * repeats].view(repeats, -1).tolist()
     loops, ours = [], []
     with Worker() as reference, Worker(retain_freed_memory=True) as best:
         for i in range(repeats):
-            loops.append(reference("loop", width=PAPER_WIDTH, rows=rows[i], device=device))
+            loops.append(reference("loop", width=width, rows=rows[i], device=device))
             if i < ours_repeats:
-                ours.append(best("jacobian", width=PAPER_WIDTH, device=device))
+                ours.append(best("jacobian", width=width, device=device))
     loop, our = statistics.median(loops), statistics.median(ours)
     loop_full = loop * total / loop_rows
 
     # The compute bound of our method: FLOPs counted for one product of each kind, times their number.
     torch.manual_seed(0)
-    generator = ContextEncoder(64, **PAPER_WIDTH).eval()
+    generator = ContextEncoder(64, **width).eval()
     y = generator.mask_input(torch.rand(1, 3, 128, 128))
     z = generator.encoder(y).detach()
     code = z.numel()
@@ -103,9 +145,11 @@ def jacobian_case(quick: bool, device: str) -> dict:
     counted = code * pull + code * push + matmul
     peak = peak_matmul_flops(device)
     return {
-        "width": PAPER_WIDTH,
+        "width": width,
         "mask_size": 64,
         "rows": total,
+        "loop_rows": loop_rows,
+        "repeats": repeats,
         "method": f"ours: the whole A_y, measured, median of {ours_repeats}; loop: {loop_rows} random rows a repeat, "
         f"extrapolated, median of {repeats}; alternating, each side in its own process",
         "loop_seconds_extrapolated": loop_full,
@@ -117,6 +161,7 @@ def jacobian_case(quick: bool, device: str) -> dict:
         f"+ the {total} x {code} x {y.numel()} matrix product",
         "peak_matmul_flops_per_s": peak,
         "compute_bound_seconds": counted / peak,
+        "efficiency": counted / peak / our,
     }
 
 
@@ -131,12 +176,26 @@ def _sample(n: int, dim: int = 4096, rank: int = 300, seed: int = 0) -> torch.Te
     return signal + 0.01 * torch.randn(n, dim, generator=g, dtype=torch.float64)
 
 
+def pca_flops(n: int, dim: int, rank: int) -> int:
+    """Leading-order FLOPs of :func:`analysis.pca.fit_pca` on ``n`` vectors of ``dim``: the N x N
+    Gram matrix and the ``rank`` eigenvectors mapped back through X^T when N <= D, else the D x D sum
+    of outer products; plus ``torch.linalg.eigh`` of the order-k problem (LAPACK's syevd) as its
+    tridiagonal reduction (4/3 k^3) and the back-transformation of the eigenvectors (2 k^3). The
+    divide and conquer between them is left out, so the efficiency derived is a lower bound."""
+    if n <= dim:
+        products, k = 2 * n * n * dim + 2 * dim * n * rank, n
+    else:
+        products, k = 2 * n * dim * dim, dim
+    return products + 10 * k**3 // 3
+
+
 def pca(quick: bool, device: str) -> dict:
     """:func:`analysis.pca.fit_pca` on ``device`` (streamed covariance; the N x N Gram matrix when
-    N <= D) vs scikit-learn's exact PCA on the CPU, on the same float64 data."""
+    N <= D) vs scikit-learn's exact PCA on the CPU, on the same float64 data. Ours' efficiency is
+    its float64 FLOP/s (:func:`pca_flops`) over the float64 matmul peak."""
     from sklearn.decomposition import PCA
 
-    n, repeats = (1000, 5) if quick else (5000, 3)
+    n, repeats = (1000, 3) if quick else (5000, 3)
     x = _sample(n)
     x_np = x.numpy()
     fitted = {}
@@ -152,11 +211,15 @@ def pca(quick: bool, device: str) -> dict:
     def ours() -> float:
         synchronize(device)
         start = time.perf_counter()
-        fitted["ours"] = fit_pca(on_device.split(500)).eigenvalues[:100].cpu().numpy()
+        fitted["ours"] = fit_pca(on_device.split(500))
+        synchronize(device)
         return time.perf_counter() - start
 
     ref, our = alternate(sklearn, ours, repeats)
-    rel = np.abs(fitted["ours"] - fitted["sklearn"]) / fitted["sklearn"]
+    eigenvalues = fitted["ours"].eigenvalues[:100].cpu().numpy()
+    rel = np.abs(eigenvalues - fitted["sklearn"]) / fitted["sklearn"]
+    flops = pca_flops(n, x.shape[1], fitted["ours"].rank)
+    peak = peak_matmul_flops(device, torch.float64)
     return {
         "shape": [n, x.shape[1]],
         "dtype": "float64",
@@ -167,6 +230,12 @@ def pca(quick: bool, device: str) -> dict:
         "ratio": ref / our,
         "max_eigenvalue_rel_diff": float(rel.max()),
         "repeats": repeats,
+        "flops": flops,
+        "flops_note": "leading terms, counted by hand (benchmarks.cases.pca_flops; FlopCounterMode sees neither the streamed "
+        "sum's in-place addmm_ nor eigh): the matrix products, eigh's tridiagonal reduction and back-transformation "
+        "(its divide and conquer left out: the efficiency is a lower bound)",
+        "peak_matmul_flops_per_s": peak,
+        "efficiency": flops / our / peak,
     }
 
 
@@ -200,6 +269,7 @@ def data(quick: bool, device: str) -> dict:
         "ratio": our / ref,
         "cache_build_seconds": build,
         "note": f"median of {repeats} passes over the train split, alternating; the cache is built once (cache_build_seconds)",
+        "efficiency_note": "none: JPEG decoding and copying bytes, no arithmetic a matmul peak would bound",
     }
 
 

@@ -18,6 +18,7 @@ import warnings
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
 
 from analysis.jacobian import jacobian
 from benchmarks import synchronize, timed
@@ -43,6 +44,20 @@ class StepTimer(L.Callback):
         self.ends.append(time.perf_counter())
 
 
+class StepFlops(L.Callback):
+    """FLOPs of the training steps, forward and backward, as :class:`FlopCounterMode` counts them
+    (matrix products and convolutions: the work a matmul peak bounds)."""
+
+    def __init__(self) -> None:
+        self.counter = FlopCounterMode(display=False)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.counter.__enter__()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.counter.__exit__(None, None, None)
+
+
 def _accelerator(device: str) -> dict:
     """Lightning's accelerator and devices for "cpu", "cuda" or "cuda:N"."""
     if device.startswith("cuda"):
@@ -50,9 +65,8 @@ def _accelerator(device: str) -> dict:
     return {"accelerator": "cpu", "devices": 1}
 
 
-def fit_rate(settings: dict, width: dict, batch: int, steps: int, warmup: int, device: str = "cpu") -> float:
-    """Images/s of ``steps`` generator + critic steps on random images, from the start of step
-    ``warmup + 1`` to the end of the last (data fetching between steps included)."""
+def _fit(settings: dict, width: dict, batch: int, steps: int, device: str, callback: L.Callback) -> None:
+    """``steps`` generator + critic steps of :class:`InpaintingModule` with ``settings`` on random images."""
     torch.manual_seed(0)
     images = torch.rand(batch * steps, 3, 128, 128)
     model = InpaintingModule(
@@ -62,7 +76,6 @@ def fit_rate(settings: dict, width: dict, batch: int, steps: int, warmup: int, d
         fused_adam=settings["fused_adam"],
         **width,
     )
-    timer = StepTimer(device)
     trainer = L.Trainer(
         **_accelerator(device),
         precision=settings["precision"],
@@ -72,12 +85,28 @@ def fit_rate(settings: dict, width: dict, batch: int, steps: int, warmup: int, d
         enable_progress_bar=False,
         enable_model_summary=False,
         limit_val_batches=0,
-        callbacks=[timer],
+        callbacks=[callback],
     )
     trainer.fit(model, DataLoader(images, batch_size=batch, shuffle=True, drop_last=True))
+
+
+def fit_rate(settings: dict, width: dict, batch: int, steps: int, warmup: int, device: str = "cpu") -> float:
+    """Images/s of ``steps`` training steps, from the start of step ``warmup + 1`` to the end of the
+    last (data fetching between steps included)."""
+    timer = StepTimer(device)
+    _fit(settings, width, batch, steps, device, timer)
     if len(timer.ends) != steps:
         raise RuntimeError(f"expected {steps} training batches, Lightning ran {len(timer.ends)}")
     return batch * (steps - warmup) / (timer.ends[-1] - timer.starts[warmup])
+
+
+def step_flops(settings: dict, width: dict, batch: int, device: str = "cpu") -> int:
+    """FLOPs of one training step at ``batch``, counted on a real step: the generator's forward, the
+    critic's forward and backward on real and fake centres, the critic's forward on the fake again
+    for the adversarial term, and the generator's backward through both."""
+    flops = StepFlops()
+    _fit(settings, width, batch, 1, device, flops)
+    return flops.counter.get_total_flops()
 
 
 def _generator(width: dict, dense_bottleneck: bool, channels_last: bool, device: str) -> ContextEncoder:
@@ -117,7 +146,7 @@ def loop_seconds(width: dict, rows: list[int], device: str = "cpu") -> float:
     return timed(loop, device)
 
 
-JOBS = {"fit": fit_rate, "jacobian": jacobian_seconds, "loop": loop_seconds}
+JOBS = {"fit": fit_rate, "step_flops": step_flops, "jacobian": jacobian_seconds, "loop": loop_seconds}
 
 
 def main() -> None:
