@@ -21,7 +21,7 @@ from inpaint.models import ContextEncoder
 
 BATCH = 64  # the paper's
 PAPER_WIDTH = {"base_channels": 64, "bottleneck": 4000}
-DEMO_WIDTH = {"base_channels": 32, "bottleneck": 1024}  # conf/experiment/demo.yaml: the quick run's
+DEMO_WIDTH = {"base_channels": 24, "bottleneck": 1024}  # conf/experiment/demo.yaml: the quick run's
 FLOP_BATCH = 4  # the batch a training step's FLOPs are counted at (they are linear in it)
 
 REFERENCE = {"dense_bottleneck": False, "channels_last": False, "precision": "32-true", "fused_adam": False}

@@ -60,7 +60,7 @@ def test_demo_model_and_data_instantiate():
 
     cfg = composed()  # the default is the demo
     model, data = instantiate(cfg.model), instantiate(cfg.data)
-    assert model.hparams.base_channels == 32 and model.hparams.mask_size == 64 and data.batch_size == 16
+    assert model.hparams.base_channels == 24 and model.hparams.mask_size == 64 and data.batch_size == 16
 
 
 def test_smoke_run_leaves_checkpoints_samples_and_an_offline_wandb_run(tmp_path):
