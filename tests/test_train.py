@@ -64,7 +64,8 @@ def test_demo_model_and_data_instantiate():
 
 
 def test_smoke_run_leaves_checkpoints_samples_and_an_offline_wandb_run(tmp_path):
-    result = run("experiment=smoke", f"hydra.run.dir={tmp_path}")
+    # the length as a Lightning user sets it (the acceptance's command): 4 batches x 2 optimiser steps = one epoch
+    result = run("experiment=smoke", "trainer.max_steps=8", "trainer.max_epochs=-1", f"hydra.run.dir={tmp_path}")
     assert {p.name for p in (tmp_path / "checkpoints").iterdir()} == {"last.ckpt", "epoch_000.ckpt"}
     assert (tmp_path / "samples" / "epoch_000.png").is_file()
     media = tmp_path / "wandb"
@@ -76,6 +77,14 @@ def test_smoke_run_leaves_checkpoints_samples_and_an_offline_wandb_run(tmp_path)
     assert "holdout/psnr" in result.stdout
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["hyper_parameters"]["mask_size"] == 64 and ckpt["global_step"] == 8  # 4 batches x 2 optimiser steps
+    # the precision's choice and reason are logged, in the form the GPU check reads back (benchmarks/gpu_check.py)
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.gpu_check import read_run
+
+    back = read_run(tmp_path)
+    assert back["ok"], back["reason"]
+    assert back["precision_line"].startswith("precision auto -> ") and back["precision"] in ("32-true", "bf16-mixed")
+    assert back["precision_line"] in result.stdout + result.stderr  # on the console too
 
 
 def test_last_checkpoint_is_the_last_epoch_and_resumes(tmp_path):
