@@ -2,8 +2,7 @@
 
 Composes conf/train.yaml with Hydra, then: accelerator and precision for this machine, the settings
 checks, the checkpoint to resume from (if any), seed, data, model, callbacks, loggers, trainer,
-fit, holdout test. Returns the metric named by
-`optimized_metric` so sweepers can optimise it.
+fit, holdout test. Returns the metric named by `optimized_metric` so sweepers can optimise it.
 """
 
 from __future__ import annotations

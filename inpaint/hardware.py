@@ -30,7 +30,6 @@ ONEDNN_ISAS = (
     "AVX512_CORE_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2",
 )
 NATIVE_BF16_ISA = "AVX512_CORE_BF16"
-PRECISIONS_BY_DEVICE = {"cuda_bf16": "bf16-mixed", "cuda": "16-mixed", "cpu_bf16": "bf16-mixed", "cpu": "32-true"}
 
 
 @dataclass(frozen=True)
@@ -81,8 +80,8 @@ def cpu_bf16_flags() -> tuple[str, ...]:
 
 def onednn_allows_bf16(cap: str | None) -> bool:
     """Whether oneDNN, capped at ``cap`` (``ONEDNN_MAX_CPU_ISA``; None or ALL: no cap), may use the
-    CPU's bf16 instructions. An unknown name is taken as no cap, as oneDNN itself ignores it."""
-    if cap is None or cap.upper() in ("ALL", "DEFAULT") or cap.upper() not in ONEDNN_ISAS:
+    CPU's bf16 instructions. ALL, DEFAULT or an unknown name is taken as no cap, as oneDNN takes it."""
+    if cap is None or cap.upper() not in ONEDNN_ISAS:
         return True
     return ONEDNN_ISAS.index(cap.upper()) >= ONEDNN_ISAS.index(NATIVE_BF16_ISA)
 
@@ -166,17 +165,17 @@ def resolve_precision(requested: str | int, caps: Capabilities) -> PrecisionChoi
             )
         return PrecisionChoice(requested, f"trainer.precision={requested} as set", warning)
     if caps.device == "cuda":
-        key, why = ("cuda_bf16", "has bf16") if caps.native_bf16 else ("cuda", "has no bf16 (before compute capability 8.0)")
+        precision, why = ("bf16-mixed", "has bf16") if caps.native_bf16 else ("16-mixed", "has no bf16 (before compute capability 8.0)")
     elif caps.device == "cpu":
+        precision = "bf16-mixed" if caps.native_bf16 else "32-true"
         if caps.native_bf16:
-            key, why = "cpu_bf16", f"has native bf16 ({', '.join(caps.cpu_flags)})"
+            why = f"has native bf16 ({', '.join(caps.cpu_flags)})"
         elif caps.cpu_flags:
-            key, why = "cpu", f"has {', '.join(caps.cpu_flags)} but oneDNN may not use it (ONEDNN_MAX_CPU_ISA={caps.onednn_max_isa})"
+            why = f"has {', '.join(caps.cpu_flags)} but oneDNN may not use it (ONEDNN_MAX_CPU_ISA={caps.onednn_max_isa})"
         else:
-            key, why = "cpu", "has no native bf16 (bf16 would be emulated, many times slower)"
+            why = "has no native bf16 (bf16 would be emulated, many times slower)"
     else:
         return PrecisionChoice("32-true", f"precision auto: {where}: float32 (no mixed precision is chosen for it)")
-    precision = PRECISIONS_BY_DEVICE[key]
     return PrecisionChoice(precision, f"precision auto -> {precision}: {where} {why}")
 
 
