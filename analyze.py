@@ -1,24 +1,34 @@
-"""The paper's analyses from checkpoints: `python analyze.py ckpt_path=PATH [data=...] [analysis.*=...]`.
+"""The paper's analyses from checkpoints, and figures and comparisons from saved results.
 
-Writes, under the run folder, summary.json and every figure per checkpoint (in a sub-folder each
-when there are several), and with several mask sizes the cross-mask figures F1 and F9.
+    python analyze.py ckpt_path=RUN/checkpoints/last.ckpt     # analyse: RUN_DIR/analysis/
+    python analyze.py 'ckpt_path=[A.ckpt,B.ckpt]'            # one sub-folder each, and RUN_DIR/comparison/
+    python analyze.py replot=RUN                              # redraw RUN's figures from its saved results
+    python analyze.py 'compare=[RUN_A,RUN_B]'                 # or a sweep folder: RUN_DIR/comparison/
+
+A checkpoint inside a run folder is analysed with that run's data settings (its .hydra/config.yaml),
+unless the command line sets data (``data=...`` replaces them, ``data.KEY=...`` changes one).
+``replot`` and ``compare`` read only saved results: no checkpoint, no data, no model.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 import hydra
 import lightning as L
 import torch
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from analysis import figures
+from analysis.comparison import compare, find_analyses
+from analysis.figures import run_figures, save_all
 from analysis.report import AnalysisSettings, analyse
-from inpaint.data import to_float
+from analysis.results import load_results
 from inpaint.checks import check_data, check_writable
+from inpaint.data import to_float
 from inpaint.errors import InpaintError, exit_on_user_error
 from inpaint.hardware import resolve_accelerator
 from inpaint.malloc import retain_freed_memory
@@ -28,20 +38,34 @@ os.environ.setdefault("INPAINT_ROOT", str(Path(__file__).resolve().parent))
 log = logging.getLogger("analyze")
 
 
-def load_all(cfg: DictConfig) -> dict[str, InpaintingModule]:
-    """Every checkpoint named by ``ckpt_path``, checked against the config, keyed by a folder name."""
-    paths = list(cfg.ckpt_path) if isinstance(cfg.ckpt_path, ListConfig) else [cfg.ckpt_path]
-    models = {}
-    for path in paths:
-        model = load_checkpoint(path, cfg.device)
-        size = model.hparams.mask_size
-        if cfg.mask_size is not None and size != cfg.mask_size:
-            raise InpaintError(f"checkpoint '{path}' has mask size {size}, but mask_size={cfg.mask_size} was asked for: drop mask_size or pass the right checkpoint.")
-        if model.hparams.image_size != cfg.image_size:
-            raise InpaintError(f"checkpoint '{path}' takes {model.hparams.image_size}px images, the data gives {cfg.image_size}px: set image_size={model.hparams.image_size}.")
-        name = f"mask{size}_{Path(path).stem}"
-        models[name if name not in models else f"{name}_{len(models)}"] = model
-    return models
+def as_list(value) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, ListConfig) else [str(value)]
+
+
+def run_folder(ckpt: Path) -> Path | None:
+    """The training run a checkpoint belongs to (``RUN/checkpoints/X.ckpt`` with ``RUN/.hydra/``)."""
+    run = ckpt.resolve().parent.parent
+    return run if ckpt.resolve().parent.name == "checkpoints" and (run / ".hydra" / "config.yaml").is_file() else None
+
+
+def data_for(ckpt: Path, cfg: DictConfig, command_line: list[str]) -> tuple[DictConfig, int, list[str] | None]:
+    """(data config, image size, the run's overrides or None) for one checkpoint: the run's own data
+    settings and image size when it has a run folder and the command line sets no ``data=``; the
+    command line's ``data.KEY=VALUE`` on top."""
+    run = run_folder(ckpt)
+    if run is None or any(item.lstrip("+~").startswith("data=") for item in command_line):
+        return cfg.data, cfg.image_size, None
+    try:
+        saved = OmegaConf.load(run / ".hydra" / "config.yaml")
+        data = OmegaConf.create(OmegaConf.to_container(saved.data, resolve=True))
+        image_size = int(saved.image_size)
+    except Exception as error:  # an unreadable or unresolvable saved config
+        raise InpaintError(f"cannot read the data settings of {run} ({type(error).__name__}: {error}): set data=... on the command line.") from error
+    changes = [item.lstrip("+") for item in command_line if item.lstrip("+").startswith("data.")]
+    if changes:
+        data = OmegaConf.merge(data, OmegaConf.from_dotlist([c.removeprefix("data.") for c in changes]))
+    overrides = OmegaConf.load(run / ".hydra" / "overrides.yaml") if (run / ".hydra" / "overrides.yaml").is_file() else []
+    return data, image_size, [str(o) for o in overrides]
 
 
 def resolve_device(device: str) -> str:
@@ -58,45 +82,81 @@ def resolve_device(device: str) -> str:
     return device
 
 
-@exit_on_user_error
-def run(cfg: DictConfig) -> None:
-    check_data(OmegaConf.to_container(cfg.data, resolve=True), training=False)
-    check_writable(cfg.paths.output_dir)
+def analyse_checkpoints(cfg: DictConfig, settings: AnalysisSettings, out: Path) -> None:
+    """Each checkpoint on its run's holdout: ``out/analysis/`` (one sub-folder per checkpoint when
+    there are several, then their comparison in ``out/comparison/``)."""
+    paths = [Path(p).expanduser() for p in as_list(cfg.ckpt_path)]
+    command_line = list(HydraConfig.get().overrides.task)
+    plans = []
+    for path in paths:  # every checkpoint's settings checked before any is analysed
+        data, image_size, overrides = data_for(path, cfg, command_line)
+        check_data(OmegaConf.to_container(data, resolve=True), training=False)
+        plans.append((path, data, image_size, overrides))
     cfg.device = resolve_device(str(cfg.device))
     log.info("Analyses on %s", cfg.device)
-    L.seed_everything(cfg.seed, workers=True)
+    folders = []
+    for path, data, image_size, overrides in plans:
+        model = load_checkpoint(path, cfg.device)
+        check_model_fits(model, path, cfg.mask_size, image_size)
+        name = f"mask{model.hparams.mask_size}_{path.stem}"
+        while len(paths) > 1 and out / "analysis" / name in folders:
+            name += "_"
+        folder = out / "analysis" / name if len(paths) > 1 else out / "analysis"
+        L.seed_everything(cfg.seed, workers=True)
+        datamodule = hydra.utils.instantiate(data)
+        results = analyse(model.generator, (to_float(images) for images in datamodule.holdout_dataloader()), settings)
+        results.summary["run"] = {"checkpoint": str(path), "overrides": overrides, "data": OmegaConf.to_container(data)}
+        results.save(folder)
+        save_all(run_figures(results), folder)
+        folders.append(folder)
+        log.info("%s: hole PSNR %.2f dB, SSIM %.3f -> %s", path, results.summary["metrics"]["psnr"], results.summary["metrics"]["ssim"], folder)
+    if len(folders) > 1:
+        compare(folders).write(out / "comparison")
+        log.info("Comparison of %d checkpoints -> %s", len(folders), out / "comparison")
+
+
+def check_model_fits(model: InpaintingModule, path: Path, mask_size: int | None, image_size: int) -> None:
+    size = model.hparams.mask_size
+    if mask_size is not None and size != mask_size:
+        raise InpaintError(f"checkpoint '{path}' has mask size {size}, but mask_size={mask_size} was asked for: drop mask_size or pass the right checkpoint.")
+    if model.hparams.image_size != image_size:
+        raise InpaintError(f"checkpoint '{path}' takes {model.hparams.image_size}px images, the data gives {image_size}px: set image_size={model.hparams.image_size}.")
+
+
+def replot(source: str, out: Path) -> None:
+    """Every figure of the run at ``source`` from its saved results, with its results, into
+    ``out/analysis/`` (a sub-folder each when it holds several analyses)."""
+    start = time.perf_counter()
+    folders = find_analyses([source])
+    for folder in folders:
+        results = load_results(folder)
+        target = out / "analysis" / folder.name if len(folders) > 1 else out / "analysis"
+        results.save(target)
+        save_all(run_figures(results), target)
+    log.info("Redrew %d analysis(es) of %s into %s in %.1f s", len(folders), source, out / "analysis", time.perf_counter() - start)
+
+
+@exit_on_user_error
+def run(cfg: DictConfig) -> None:
+    modes = [key for key in ("ckpt_path", "replot", "compare") if cfg.get(key) is not None]
+    if len(modes) != 1:
+        raise InpaintError(
+            "analyze.py needs exactly one of ckpt_path=PATH (analyse checkpoints), replot=RUN_DIR (redraw its figures) "
+            f"or compare=[RUN_A,RUN_B] (compare saved runs); got {modes or 'none'}."
+        )
+    settings = AnalysisSettings.from_config(OmegaConf.to_container(cfg.analysis, resolve=True))
+    check_writable(cfg.paths.output_dir)
+    out = Path(cfg.paths.output_dir)
+    if cfg.get("replot") is not None:
+        return replot(str(cfg.replot), out)
+    if cfg.get("compare") is not None:
+        comparison = compare(as_list(cfg.compare))
+        comparison.write(out / "comparison")
+        log.info("Compared %d runs (%s) -> %s", len(comparison.runs), ", ".join(r.label for r in comparison.runs), out / "comparison")
+        return None
     if cfg.retain_freed_memory:
         retain_freed_memory()
-    models = load_all(cfg)
-    datamodule = hydra.utils.instantiate(cfg.data)
-    settings = AnalysisSettings(**OmegaConf.to_container(cfg.analysis, resolve=True))
-    out = Path(cfg.paths.output_dir)
-    summaries = {}
-    for name, model in models.items():
-        batches = (to_float(images) for images in datamodule.holdout_dataloader())
-        analysis = analyse(model.generator, batches, settings)
-        folder = out / name if len(models) > 1 else out
-        analysis.write(folder)
-        summaries[name] = analysis.summary
-        log.info("%s: hole PSNR %.2f dB, SSIM %.3f -> %s", name, analysis.summary["metrics"]["psnr"], analysis.summary["metrics"]["ssim"], folder)
-    if len({m.hparams.mask_size for m in models.values()}) > 1:
-        cross_mask_figures(models, summaries, datamodule, settings.examples, out)
-
-
-def cross_mask_figures(models: dict[str, InpaintingModule], summaries: dict[str, dict], datamodule, examples: int, out: Path) -> None:
-    """F1 (the same images inpainted by each model) and F9 (centre phi_p of each mask size)."""
-    images = to_float(next(iter(datamodule.holdout_dataloader())))[:examples]
-    panels = {}
-    with torch.no_grad():
-        for name, model in models.items():
-            g = model.generator
-            device_images = images.to(model.device)
-            panels[f"{g.mask.size}x{g.mask.size}"] = (g.to_image(g.mask_input(device_images)).cpu(), g.inpaint(device_images).cpu())
-    figures.save(figures.fig_inpainting(panels, images), out / "F1_inpainting_by_mask.png")
-    curves = {s["mask_size"]: s["jacobian"]["phi_p"]["code"]["centre"] for s in summaries.values()}
-    reference = {m: figures.AUTHORS_PHI[m]["centre"] for m in curves if m in figures.AUTHORS_PHI}
-    p = next(iter(summaries.values()))["jacobian"]["p"]
-    figures.save(figures.fig_phi_by_mask(p, curves, reference or None), out / "F9_phi_by_mask.png")
+    return analyse_checkpoints(cfg, settings, out)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="analyze")

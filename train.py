@@ -7,19 +7,30 @@ fit, holdout test. Returns the metric named by `optimized_metric` so sweepers ca
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from unittest import mock
 
 import hydra
 import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Quote, QuotedString
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from analysis.comparison import compare, parse_overrides
+from analysis.report import AnalysisSettings
 from inpaint.checks import check_data, check_model, check_trainer, check_writable
 from inpaint.errors import InpaintError, exit_on_user_error
-from inpaint.faults import AtomicCheckpointIO, find_checkpoint, resume_state
+from inpaint.faults import AtomicCheckpointIO, find_checkpoint, hpc_checkpoint, resume_state
 from inpaint.hardware import Capabilities, capabilities, resolve_accelerator, resolve_precision
 from inpaint.malloc import retain_freed_memory
 
@@ -44,6 +55,23 @@ class OutputFolderCheck(Callback):
         except InpaintError as error:  # Hydra turns a callback's exceptions into warnings
             print(f"ERROR: {error}", file=sys.stderr)
             sys.exit(2)
+
+
+class SweepComparison(Callback):
+    """When a multirun ends, compare its runs from their saved results into ``SWEEP_DIR/comparison/``
+    (analysis/comparison.py), as ``analyze.py compare=[SWEEP_DIR]`` would. Registered in
+    conf/train.yaml. A sweep whose runs left no results (analyses off, every job failed) gets a
+    warning, not an error: its jobs' own outcomes stand."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        try:
+            comparison = compare([sweep])
+            comparison.write(sweep / "comparison")
+        except InpaintError as error:
+            log.warning("No comparison of the sweep's runs: %s", error)
+            return
+        log.info("Comparison of %d runs -> %s", len(comparison.runs), sweep / "comparison")
 
 
 def instantiate_all(group: DictConfig | None) -> list:
@@ -74,33 +102,142 @@ def resolve_hardware(cfg: DictConfig) -> Capabilities | None:
 
 
 def check(cfg: DictConfig) -> None:
-    """Refuse settings no run can use (inpaint/checks.py) before any data is read or model built."""
-    plain = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("model", "data", "trainer")}
+    """Refuse settings no run can use (inpaint/checks.py, and the analyses' own settings, which the
+    end of the fit would otherwise be the first to read) before any data is read or model built."""
+    plain = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("model", "data", "trainer", "analysis")}
     check_model(plain["model"], cfg.image_size)
     check_data(plain["data"], training=True, analyses=bool((cfg.get("callbacks") or {}).get("analysis")))
     check_trainer(plain["trainer"], plain["model"])
+    AnalysisSettings.from_config(plain["analysis"])
     check_writable(cfg.paths.output_dir)
+
+
+def wandb_configs(cfg: DictConfig) -> list[DictConfig]:
+    """The run's WandbLogger configs (``logger.wandb``, or any other entry of that class)."""
+    return [logger for logger in (cfg.get("logger") or {}).values()
+            if isinstance(logger, DictConfig) and str(logger.get("_target_")).endswith("WandbLogger")]
 
 
 def resolve_resume(cfg: DictConfig) -> None:
     """Turn ``ckpt_path`` into the checkpoint to resume from (``last``: the newest ``last.ckpt`` of
-    this task's runs) and point a W&B logger at the W&B run stored in it, before anything is built."""
+    this task's runs) and point a W&B logger at the W&B run stored in it, before anything is built.
+    A requeued SLURM job (no ``ckpt_path``; Lightning resumes it from the run folder's
+    ``hpc_ckpt_N.ckpt``) continues the W&B run stored in that checkpoint in the same way."""
     cfg.ckpt_path = find_checkpoint(cfg.get("ckpt_path"), Path(cfg.paths.log_dir) / cfg.task_name / "runs")
-    if cfg.ckpt_path is None:
+    source = cfg.ckpt_path
+    if source is None and SLURMEnvironment.detect():
+        source = hpc_checkpoint(cfg.trainer.get("default_root_dir") or cfg.paths.output_dir)
+    if source is None:
         return
-    step, wandb_id = resume_state(cfg.ckpt_path)
-    log.info("Resuming from %s at step %d%s", cfg.ckpt_path, step, f" in W&B run {wandb_id}" if wandb_id else "")
-    for logger in (cfg.get("logger") or {}).values():
-        if wandb_id and isinstance(logger, DictConfig) and str(logger.get("_target_")).endswith("WandbLogger"):
+    step, wandb_id = resume_state(source)  # read as data: a planted file stops here, in one line
+    log.info("Resuming from %s at step %d%s", source, step, f" in W&B run {wandb_id}" if wandb_id else "")
+    for logger in wandb_configs(cfg):
+        if wandb_id:
             with open_dict(logger):
                 logger.id = wandb_id  # WandbLogger resumes an existing id ("allow")
 
 
+def resolve_wandb(cfg: DictConfig) -> None:
+    """W&B names for a sweep's jobs: ``group: null`` becomes the sweep (``TASK/SWEEP_FOLDER``) in a
+    multirun and the task otherwise, so one sweep's runs are grouped in the UI; ``name: null``
+    becomes the job's overrides (``mask=center16,seed=1``, less those that only say where it ran)
+    in a multirun. Checkpoints as artifacts
+    (``log_model``) need an online run: refused at once offline, as WandbLogger would only refuse
+    when it is built."""
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    for logger in wandb_configs(cfg):
+        with open_dict(logger):
+            if logger.get("group") is None:
+                logger.group = f"{cfg.task_name}/{Path(HydraConfig.get().sweep.dir).name}" if multirun else cfg.task_name
+            if logger.get("name") is None and multirun:
+                logger.name = ",".join(f"{k}={v}" for k, v in parse_overrides(HydraConfig.get().overrides.task).items()) or None
+        if logger.get("log_model") and logger.get("offline"):
+            raise InpaintError(
+                f"logger.wandb.log_model={logger.log_model} uploads checkpoints as W&B artifacts, which an offline run "
+                "cannot: set logger.wandb.offline=false (after `wandb login`), or leave log_model=false (the "
+                "checkpoints stay in RUN_DIR/checkpoints/)."
+            )
+
+
+# Hydra overrides that make or place a sweep: a sweep job's extra DDP processes are single runs in the
+# job's folder instead (hydra.run.dir, hydra.mode=RUN), and log under their own job name.
+SWEEP_OVERRIDES = ("hydra.sweep", "hydra.sweeper", "hydra/sweeper", "hydra.launcher", "hydra/launcher", "hydra.mode",
+                   "hydra.run", "hydra.job.name", "hydra.output_subdir")
+# what Lightning's subprocess launcher (and its thread setting) leave in the environment of rank zero
+DDP_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE", "OMP_NUM_THREADS")
+
+
+def ddp_child_command(local_rank: int, task: Iterable[str], hydra_overrides: Iterable[str], output_dir: str,
+                      script: str | Path = __file__) -> list[str]:
+    """The command of a sweep job's extra DDP process ``local_rank``: this script with the job's own
+    overrides (its swept values included) and the user's ``hydra.*`` ones less those of the sweep, as
+    a single run in the job's folder (``output_dir``), with no ``.hydra`` copy of its own and its log
+    in ``train_ddp_process_N.log`` there (Lightning's name for it)."""
+    parser = OverridesParser.create()
+
+    def of_the_sweep(override: str) -> bool:
+        key = parser.parse_override(override).key_or_group
+        return any(key == name or key.startswith(name + ".") for name in SWEEP_OVERRIDES)
+
+    kept = [override for override in hydra_overrides if not of_the_sweep(override)]
+    run_dir = QuotedString(text=str(output_dir), quote=Quote.double).with_quotes()
+    return [sys.executable, str(Path(script).resolve()), *task, *kept, f"hydra.run.dir={run_dir}", "hydra.mode=RUN",
+            "hydra.output_subdir=null", f"hydra.job.name=train_ddp_process_{local_rank}"]
+
+
+def ddp_in_sweep_jobs(entry: Callable) -> Callable:
+    """Decorate the training function so that a sweep job (``-m``) can train under a
+    subprocess-launched DDP strategy (trainer=ddp_cpu, ...).
+
+    Lightning starts the extra processes with ``sys.argv`` plus ``hydra.run.dir=<hydra.run.dir>``
+    (``_hydra_subprocess_cmd``): in a sweep job that re-runs the whole sweep (``-m`` and every swept
+    value, in a sweep folder of its own; under submitit, submitit's entry point), in lockstep with the
+    jobs only by luck. For the job's duration its extra processes get ``ddp_child_command`` instead,
+    from the original working directory. Hydra's basic launcher runs the jobs one after the other in
+    this process, and after a job its process group and Lightning's variables (LOCAL_RANK, ...) would
+    linger: the next job would reuse the group and, LOCAL_RANK being set, start no process of its own.
+    So afterwards the group is destroyed and the variables and torch's thread count are restored.
+    Outside a sweep it does nothing (Lightning's own rule is right there). A plain function rather
+    than a context manager, so that submitit can pickle the decorated function."""
+
+    @functools.wraps(entry)
+    def job(*args, **kwargs):
+        if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
+            return entry(*args, **kwargs)
+        from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
+        from lightning.pytorch.strategies.launchers import subprocess_script as trainer_launcher
+
+        hc = HydraConfig.get()
+
+        def command(local_rank: int) -> tuple[list[str], str]:
+            return (ddp_child_command(local_rank, hc.overrides.task, hc.overrides.hydra, hc.runtime.output_dir),
+                    hc.runtime.cwd)
+
+        env, threads = {key: os.environ.get(key) for key in DDP_ENV}, torch.get_num_threads()
+        try:  # the Trainer's launcher imports Lightning's rule by name: both places are replaced
+            with (mock.patch.object(fabric_launcher, "_hydra_subprocess_cmd", command),
+                  mock.patch.object(trainer_launcher, "_hydra_subprocess_cmd", command)):
+                return entry(*args, **kwargs)
+        finally:
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
+            for key, value in env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+            torch.set_num_threads(threads)
+
+    return job
+
+
 @exit_on_user_error
+@ddp_in_sweep_jobs
 def train(cfg: DictConfig) -> float | None:
     """Fit the model, test it on the holdout, return the optimised metric."""
     caps = resolve_hardware(cfg)
     check(cfg)
+    resolve_wandb(cfg)
     resolve_resume(cfg)
     log.info("Config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
     if cfg.retain_freed_memory:
@@ -118,11 +255,12 @@ def train(cfg: DictConfig) -> float | None:
     for logger in loggers:
         logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), **hardware})
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    # weights_only: Lightning's own reload (ckpt_path, or SLURM's hpc_ckpt_N.ckpt) reads data, never code
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     metric = trainer.callback_metrics.get(cfg.optimized_metric)
     if cfg.get("test"):
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
     log.info("Run folder: %s", cfg.paths.output_dir)
     return None if metric is None else float(metric)
 

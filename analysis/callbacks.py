@@ -1,4 +1,5 @@
-"""The Lightning callback that runs every analysis on the holdout set when training ends."""
+"""The Lightning callback that runs every analysis on the holdout set when training ends, and what
+the loggers get from an analysis."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import lightning as L
+from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from analysis.figures import to_rgb_array
+from analysis.figures import run_figures, save_all, to_rgb_array
 from analysis.report import AnalysisSettings, analyse
+from analysis.results import ARRAYS, SUMMARY, Results
 from inpaint.data import ImageDataModule, to_float
 from inpaint.images import log_image
 from inpaint.module import InpaintingModule
@@ -23,15 +26,15 @@ class HoldoutAnalysis(L.Callback):
     """At the end of ``fit``, on rank zero only: the global (PCA) and local (Jacobian) analyses and
     the classical baselines on the data module's holdout split, with the final weights.
 
-    Writes ``RUN_DIR/analysis/summary.json`` and one PNG per figure, and logs every figure to every
-    image-capable logger (``analysis/<figure>``) and the headline numbers as metrics.
+    Writes ``RUN_DIR/analysis/`` (``summary.json``, ``results.npz`` and one PNG per figure, drawn
+    from those results) and hands everything to the loggers (:func:`log_results`).
     ``settings`` are :class:`~analysis.report.AnalysisSettings` fields; ``folder`` defaults to
     ``RUN_DIR/analysis``.
     """
 
     def __init__(self, settings: Mapping | None = None, folder: str | None = None) -> None:
         self.folder = folder
-        self.settings = AnalysisSettings(**(settings or {}))
+        self.settings = AnalysisSettings.from_config(settings)
 
     @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: InpaintingModule) -> None:
@@ -41,20 +44,61 @@ class HoldoutAnalysis(L.Callback):
             return
         start = time.perf_counter()
         batches = (to_float(images) for images in datamodule.holdout_dataloader())
-        analysis = analyse(pl_module.generator, batches, self.settings)
+        results = analyse(pl_module.generator, batches, self.settings)
         folder = Path(self.folder or Path(trainer.default_root_dir) / "analysis")
-        analysis.write(folder)
-        step = trainer.global_step
-        for name, figure in analysis.figures.items():
-            log_image(trainer.loggers, f"analysis/{name}", to_rgb_array(figure), step)
-        metrics = headline(analysis.summary)
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step)
+        results.save(folder)
+        figures = run_figures(results)
+        save_all(figures, folder)
+        log_results(trainer.loggers, results, figures, folder, trainer.global_step)
         log.info("Analyses written to %s in %.1f s", folder, time.perf_counter() - start)
 
 
+def log_results(loggers: list[Logger], results: Results, figures: Mapping, folder: Path, step: int) -> None:
+    """Every figure to every image-capable logger (``analysis/<figure>``) and the headline numbers
+    as metrics to all; to W&B also the curves as tables with line charts (so sweep runs overlay in
+    its UI), the headline numbers in the run summary, and ``summary.json`` / ``results.npz`` as
+    files of the run."""
+    for name, figure in figures.items():
+        log_image(loggers, f"analysis/{name}", to_rgb_array(figure), step)
+    metrics = headline(results.summary)
+    for logger in loggers:
+        logger.log_metrics(metrics, step)
+        if isinstance(logger, WandbLogger):
+            import wandb
+
+            run = logger.experiment
+            for key, (columns, rows, x, y, stroke) in curve_tables(results.summary).items():
+                table = wandb.Table(columns=columns, data=rows)
+                run.log({key: table, f"{key}_chart": wandb.plot.line(table, x, y, stroke=stroke, title=key)})
+            run.summary.update(metrics)
+            for path in (folder / SUMMARY, folder / ARRAYS):
+                run.save(str(path), base_path=str(folder.parent), policy="now")
+
+
+def curve_tables(summary: dict) -> dict[str, tuple[list[str], list[list], str, str, str | None]]:
+    """The analysis curves as long tables, ``{key: (columns, rows, x, y, stroke)}``: phi_p of each
+    named pixel (authors' code definition), energy captured (both variants), |cos| of the
+    eigenvectors and the singular values of A_y."""
+    tables = {}
+    jac = summary.get("jacobian")
+    if jac:
+        rows = [[p, v, name] for name, curve in jac["phi_p"]["code"].items() for p, v in zip(jac["p"], curve) if v is not None]
+        tables["analysis/phi_p"] = (["p", "phi_p", "pixel"], rows, "p", "phi_p", "pixel")
+        if "svd" in jac:
+            rows = [[i + 1, s] for i, s in enumerate(jac["svd"]["singular_values"])]
+            tables["analysis/singular_values"] = (["index", "singular_value"], rows, "index", "singular_value", None)
+    pca = summary.get("pca")
+    if pca:
+        rows = [[int(k), v, variant] for variant, curve in pca["energy_captured"].items() for k, v in curve.items()]
+        tables["analysis/energy_captured"] = (["k", "energy_captured", "variant"], rows, "k", "energy_captured", "variant")
+        rows = [[i + 1, c] for i, c in enumerate(pca["abs_cosine"])]
+        tables["analysis/abs_cosine"] = (["rank", "abs_cosine"], rows, "rank", "abs_cosine", None)
+    return tables
+
+
 def headline(summary: dict) -> dict[str, float]:
-    """The numbers worth a chart from a summary: hole metrics, baselines, A_y y = f(y), phi_p."""
+    """The numbers worth a chart from a summary: hole metrics, baselines, A_y y = f(y), phi_p at
+    p = 0.25, energy captured by 10 components, the spectrum's effective dimensionality."""
     metrics = {f"analysis/{k}": v for k, v in summary["metrics"].items() if isinstance(v, float)}
     for name, values in summary.get("baselines", {}).items():
         metrics.update({f"analysis/{name}_{k}": v for k, v in values.items()})
@@ -65,4 +109,9 @@ def headline(summary: dict) -> dict[str, float]:
     if jac:
         p = jac["p"].index(0.25)
         metrics.update({f"analysis/phi_0.25_{name}": v[p] for name, v in jac["phi_p"]["code"].items() if v[p] is not None})
+        if "svd" in jac:
+            metrics["analysis/effective_dim"] = jac["svd"]["effective_dim"]
+    energy = summary.get("pca", {}).get("energy_captured", {}).get("uncentred", {})
+    if "10" in energy:
+        metrics["analysis/energy_captured_10"] = energy["10"]
     return metrics

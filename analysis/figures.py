@@ -468,3 +468,146 @@ def fig_centroids(offsets: Mapping[str, tuple[float, float]], pixels: Mapping[st
     fig.legend(loc="outside right center", fontsize=SMALL, frameon=False, title="offset (row, col)\nrow > 0: below",
                title_fontsize=SMALL)
     return fig
+
+
+def run_figures(results) -> dict[str, Figure]:
+    """Every figure of one analysis, drawn from its :class:`~analysis.results.Results` alone (the
+    run's own, or those loaded back by ``load_results``), keyed by the PNG's name."""
+    summary, arrays = results.summary, results.arrays
+    m, size = summary["mask_size"], summary["image_size"]
+    mask = CenterMask(size, m, summary["overlap"])
+    out = {"F1_inpainting": fig_inpainting(
+        {f"{m}x{m} mask": (arrays["examples.masked"], arrays["examples.inpainted"])}, arrays["examples.originals"]
+    )}
+    if "baselines" in summary:
+        out["baselines"] = fig_baselines({"CNN": summary["model_on_baseline_images"], **summary["baselines"]},
+                                         images=summary["baselines_images"])
+    pca = summary["pca"]
+    out["F3_eigenimages"] = fig_eigenimages(arrays["pca.components_originals"], arrays["pca.components_reconstructions"], m)
+    out["F4_abs_cosine"] = fig_abs_cosine(pca["abs_cosine"])
+    ks = [int(k) for k in arrays["pca.projection_ks"]]
+    out["F5_projections"] = fig_projections(arrays["pca.crops_originals"], arrays["pca.crops_reconstructions"],
+                                            dict(zip(ks, arrays["pca.projections"])), m, pca["grayscale"])
+    out["F6_energy_captured"] = fig_energy_captured(
+        {"uncentred (authors' code)": pca["energy_captured"]["uncentred"], "centred": pca["energy_captured"]["centred"]},
+        reference=m == 64 and pca["grayscale"],
+    )
+    out["F7_total_energy"] = fig_total_energy(pca["total_energy"]["originals"], pca["total_energy"]["reconstructions"])
+    out["projection_psnr"] = fig_projection_psnr(pca["projection_psnr"]["centred"], pca["reconstruction_psnr"])
+    jac = summary["jacobian"]
+    ps, phi, pixels = jac["p"], jac["phi_p"], {name: tuple(ij) for name, ij in jac["pixels"].items()}
+    names, background = list(pixels), arrays["jacobian.background"]
+    out["F2_phi_window"] = fig_phi_window(background, mask, (0.1, 0.25, 0.5), "code")
+    corner_edge_centre = ("corner", "edge", "centre")
+    reference = AUTHORS_PHI.get(m)
+    out["F8_phi_curves"] = fig_phi_curves(ps, {name: phi["code"][name] for name in corner_edge_centre},
+                                          rf"$\phi_p$, {m}x{m} mask (authors' code definition)", reference=reference)
+    out["F9_phi_by_mask"] = fig_phi_by_mask(ps, {m: phi["code"]["centre"]},
+                                            reference={m: reference["centre"]} if reference else None)
+    biharmonic_phi = summary["biharmonic_phi_p"]["hole"]
+    out["phi_vs_biharmonic"] = fig_phi_curves(
+        ps, {name: phi["hole"][name] for name in corner_edge_centre},
+        rf"$\phi_p$ from the hole's edge, {m}x{m}: CNN vs biharmonic",
+        baseline={name: biharmonic_phi[name] for name in corner_edge_centre},
+    )
+    label = f"CNN {m}x{m}"
+    masks, located = {label: mask, "biharmonic": mask}, {label: pixels, "biharmonic": pixels}
+    biharmonic = dict(zip(names, arrays["biharmonic.weight_maps"]))
+    out["F10_weight_maps"] = fig_weight_maps(
+        {label: dict(zip(names, arrays["jacobian.weight_maps_channel0"])), "biharmonic": biharmonic}, located, masks,
+        title="Input-pixel weights (output ch. 0 / input ch. 0)",
+    )
+    out["F10_weight_maps_colour"] = fig_weight_maps(
+        {label: dict(zip(names, arrays["jacobian.weight_maps_colour"])), "biharmonic": biharmonic}, located, masks,
+        title="Input-pixel weights (colour: all channels)", log=True,
+    )
+    out["centroids"] = fig_centroids({name: tuple(v) for name, v in jac["centroid_offset"].items()}, pixels, mask, background)
+    if "svd" in jac:
+        svd = jac["svd"]
+        out["svd_spectrum"] = fig_singular_values(
+            {label: arrays["svd.singular_values"]},
+            {label: {"effective_dimensionality": svd["effective_dim"], "participation_ratio": svd["participation_ratio"]}},
+            title="Singular values of A_y (known-pixel columns)",
+        )
+        out["svd_vectors"] = fig_singular_vectors(arrays["svd.output_vectors"], arrays["svd.input_vectors"], arrays["svd.top"])
+    return out
+
+
+def save_all(figures: Mapping[str, Figure], folder: str | Path) -> list[Path]:
+    """Each figure as ``folder/NAME.png``."""
+    return [save(fig, Path(folder) / f"{name}.png") for name, fig in figures.items()]
+
+
+def fig_phi_overlay(ps, curves: Mapping[str, Mapping[str, object]],
+                    spread: Mapping[str, Mapping[str, tuple]] | None = None,
+                    title: str = r"$\phi_p$ by run (authors' code def.)") -> Figure:
+    """Runs compared: one panel per named output pixel (corner, edge, centre), one line per run or
+    setting (``curves[label][pixel]``), and where a setting has several seeds its band
+    (``spread[label][pixel] = (low, high)``)."""
+    pixels = list(dict.fromkeys(name for c in curves.values() for name in c))
+    fig = _figure(title, (4.2 * len(pixels) + 2.6, 4.4))
+    axes = fig.subplots(1, len(pixels), sharey=True, squeeze=False)[0]
+    ps = _as_numpy(ps)
+    for ax, pixel in zip(axes, pixels):
+        for k, (label, by_pixel) in enumerate(curves.items()):
+            if pixel not in by_pixel:
+                continue
+            ax.plot(ps, _as_numpy(by_pixel[pixel]), color=f"C{k % 10}", linewidth=2.2, label=label)
+            if spread and label in spread and pixel in spread[label]:
+                low, high = spread[label][pixel]
+                ax.fill_between(ps, _as_numpy(low), _as_numpy(high), color=f"C{k % 10}", alpha=0.2, linewidth=0)
+        ax.set_title(pixel, fontsize=LABEL)
+        ax.set_xlabel("p", fontsize=LABEL)
+        ax.tick_params(labelsize=TICK)
+        ax.grid(alpha=0.3)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+    axes[0].set_ylabel(r"$\phi_p$", fontsize=LABEL)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right center", fontsize=SMALL, frameon=False)
+    return fig
+
+
+def comparison_figures(comparison) -> dict[str, Figure]:
+    """The figures of an :class:`~analysis.comparison.Comparison`, from the runs' saved results:
+    phi_p overlaid (a setting's seeds as its mean and min-max band), F9 when mask sizes differ, F1 on
+    the images the runs share, energy captured and singular spectra overlaid."""
+    out = {}
+    settings = comparison.settings
+    first = comparison.runs[0].results
+    ps = first.summary["jacobian"]["p"]
+    curves, spread = {}, {}
+    for setting, runs in settings.items():
+        per_run = [run.results.summary["jacobian"]["phi_p"]["code"] for run in runs if run.results.summary["jacobian"]["p"] == ps]
+        if not per_run:
+            continue
+        stacked = {name: np.array([[np.nan if v is None else v for v in c[name]] for c in per_run]) for name in ("corner", "edge", "centre")}
+        curves[setting] = {name: values.mean(0) for name, values in stacked.items()}
+        if len(per_run) > 1:
+            spread[setting] = {name: (values.min(0), values.max(0)) for name, values in stacked.items()}
+    title = r"$\phi_p$ by setting: mean, band = seeds' range" if spread else r"$\phi_p$ by run (authors' code def.)"
+    out["phi_p"] = fig_phi_overlay(ps, curves, spread, title=title)
+    by_mask: dict[int, list] = {}
+    for run in comparison.runs:
+        s = run.results.summary
+        if s["jacobian"]["p"] == ps:
+            by_mask.setdefault(s["mask_size"], []).append(s["jacobian"]["phi_p"]["code"]["centre"])
+    if len(by_mask) > 1:
+        centre = {m: np.nanmean(np.array(v, dtype=float), axis=0) for m, v in sorted(by_mask.items())}
+        reference = {m: AUTHORS_PHI[m]["centre"] for m in centre if m in AUTHORS_PHI}
+        out["F9_phi_by_mask"] = fig_phi_by_mask(ps, centre, reference or None)
+    originals = first.arrays["examples.originals"]
+    shared = [run for run in comparison.runs
+              if np.array_equal(run.results.arrays["examples.originals"], originals)][:8]
+    out["F1_inpainting"] = fig_inpainting(
+        {run.label: (run.results.arrays["examples.masked"], run.results.arrays["examples.inpainted"]) for run in shared},
+        originals,
+    )
+    energy = {run.label: run.results.summary["pca"]["energy_captured"]["uncentred"] for run in comparison.runs}
+    reference = all(r.results.summary["mask_size"] == 64 and r.results.summary["pca"]["grayscale"] for r in comparison.runs)
+    out["energy_captured"] = fig_energy_captured(energy, reference=reference)
+    spectra = {run.label: run.results.arrays["svd.singular_values"] for run in comparison.runs
+               if "svd.singular_values" in run.results.arrays}
+    if spectra:
+        out["singular_values"] = fig_singular_values(spectra, title="Singular values of A_y by run")
+    return out

@@ -1,23 +1,22 @@
-"""Every analysis of the paper, run on one generator and its holdout images: numbers and figures.
+"""Every analysis of the paper, run on one generator and its holdout images: numbers and arrays.
 
 :func:`analyse` streams the holdout once (inpainting, hole metrics, PCA crops), then runs the
 global analysis (PCA), the local one (Jacobian rows, phi_p, SVD) and the classical baselines on the
-first images. The Lightning callback and ``analyze.py`` both call it, so their outputs agree.
+first images, and returns :class:`~analysis.results.Results`; nothing is drawn here
+(``analysis.figures.run_figures`` draws from the results). The Lightning callback and
+``analyze.py`` both call it, so their outputs agree.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
 
+import numpy as np
 import torch
-from matplotlib.figure import Figure
 
-from analysis import figures
-from analysis.baselines import biharmonic_weight_maps, compare_baselines, hole_metrics
+from analysis.baselines import BASELINES, biharmonic_weight_maps, compare_baselines, hole_metrics
 from analysis.jacobian import (
     AUTHORS_P,
     centroid_offset,
@@ -33,6 +32,7 @@ from analysis.jacobian import (
 )
 from analysis.pca import crop_vectors, fit_pca, psnr, to_vectors
 from analysis.pca import summary as pca_summary
+from analysis.results import Results
 from inpaint.data import to_float
 from inpaint.errors import InpaintError
 from inpaint.models import ContextEncoder
@@ -70,19 +70,42 @@ class AnalysisSettings:
     svd: bool = True
     ps: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(21))
 
+    def __post_init__(self) -> None:
+        """Refuse, with one :class:`InpaintError`, any value no analysis can run with, so that
+        train.py finds it when the config is composed rather than at the end of the fit."""
+        def whole(value: object, least: int) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
-@dataclass
-class Analysis:
-    """The numbers (JSON-ready) and the figures of one generator on one holdout set."""
+        for name, least in (("examples", 1), ("baseline_images", 1), ("jacobian_images", 1)):
+            if not whole(getattr(self, name), least):
+                raise InpaintError(f"analysis.{name} must be an integer >= {least}, not {getattr(self, name)!r}.")
+        if self.max_images is not None and not whole(self.max_images, 2):
+            raise InpaintError(f"analysis.max_images must be null (all) or an integer >= 2 (the PCA needs two images), not {self.max_images!r}.")
+        for name in ("grayscale", "svd"):
+            if not isinstance(getattr(self, name), bool):
+                raise InpaintError(f"analysis.{name} must be true or false, not {getattr(self, name)!r}.")
+        for name in ("energy_ks", "projection_ks"):
+            values = getattr(self, name)
+            if not isinstance(values, (list, tuple)) or not all(whole(k, 1) for k in values):
+                raise InpaintError(f"analysis.{name} must be a list of positive integers (numbers of components), not {values!r}.")
+        unknown = [b for b in self.baselines if b not in BASELINES] if isinstance(self.baselines, (list, tuple)) else [self.baselines]
+        if unknown:
+            raise InpaintError(f"analysis.baselines: unknown method(s) {unknown}; choose from {sorted(BASELINES)} (or [] for none).")
+        if not isinstance(self.ps, (list, tuple)) or not all(
+            isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1 for p in self.ps
+        ):
+            raise InpaintError(f"analysis.ps must be a list of numbers in [0, 1] (fractions of the margin), not {self.ps!r}.")
+        self.energy_ks, self.projection_ks = tuple(self.energy_ks), tuple(self.projection_ks)
+        self.baselines, self.ps = tuple(self.baselines), tuple(float(p) for p in self.ps)
 
-    summary: dict
-    figures: dict[str, Figure] = field(default_factory=dict)
-
-    def write(self, folder: Path) -> list[Path]:
-        """``folder/summary.json`` and one PNG per figure."""
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "summary.json").write_text(json.dumps(self.summary, indent=2))
-        return [figures.save(fig, folder / f"{name}.png") for name, fig in self.figures.items()]
+    @classmethod
+    def from_config(cls, settings: Mapping | None) -> AnalysisSettings:
+        """From the ``analysis`` config group (a plain mapping), naming any key that is not a setting."""
+        settings = dict(settings or {})
+        unknown = sorted(set(settings) - {f.name for f in fields(cls)})
+        if unknown:
+            raise InpaintError(f"unknown analysis setting(s) {unknown}: the settings are {[f.name for f in fields(cls)]} (conf/analysis/default.yaml).")
+        return cls(**settings)
 
 
 @dataclass
@@ -127,7 +150,7 @@ def _stream(generator: ContextEncoder, batches: Iterable[torch.Tensor], settings
 
 def analyse(
     generator: ContextEncoder, batches: Iterable[torch.Tensor], settings: AnalysisSettings | None = None
-) -> Analysis:
+) -> Results:
     """Run every analysis on ``batches`` of holdout images (``[N, 3, S, S]``, float in [0, 1] or
     uint8), with ``generator`` in eval mode (restored afterwards) and in float32."""
     settings = settings or AnalysisSettings()
@@ -140,7 +163,11 @@ def analyse(
         generator.train(was_training)
 
 
-def _analyse(generator: ContextEncoder, batches: Iterable[torch.Tensor], settings: AnalysisSettings) -> Analysis:
+def _array(x: torch.Tensor) -> np.ndarray:
+    return x.detach().cpu().numpy()
+
+
+def _analyse(generator: ContextEncoder, batches: Iterable[torch.Tensor], settings: AnalysisSettings) -> Results:
     mask = generator.mask
     keep = max(settings.examples, settings.baseline_images, settings.jacobian_images, 1)
     clock = [time.perf_counter()]
@@ -161,61 +188,53 @@ def _analyse(generator: ContextEncoder, batches: Iterable[torch.Tensor], setting
         "holdout_images": held.count,
         "metrics": {"psnr": held.psnr / held.count, "ssim": held.ssim / held.count, "region": "hole"},
     }
-    analysis = Analysis(summary)
+    results = Results(summary)
     n = min(settings.examples, len(originals))
-    display = generator.to_image(generator.mask_input(originals[:n]))
-    analysis.figures["F1_inpainting"] = figures.fig_inpainting(
-        {f"{mask.size}x{mask.size} mask": (display, inpainted[:n])}, originals[:n]
-    )
+    results.arrays |= {
+        "examples.originals": _array(originals[:n]),
+        "examples.masked": _array(generator.to_image(generator.mask_input(originals[:n]))),
+        "examples.inpainted": _array(inpainted[:n]),
+    }
     if settings.baselines:
         b = min(settings.baseline_images, len(originals))
         summary["baselines"] = compare_baselines(originals[:b], mask, settings.baselines)
         summary["baselines_images"] = b
         summary["model_on_baseline_images"] = hole_metrics(inpainted[:b], originals[:b], mask)
-        analysis.figures["baselines"] = figures.fig_baselines(
-            {"CNN": summary["model_on_baseline_images"], **summary["baselines"]}, images=b
-        )
     lap("baselines")
-    _global(analysis, held, settings, mask)
+    _global(results, held, settings)
     lap("pca")
-    _local(analysis, generator, originals[: settings.jacobian_images], settings, lap)
+    _local(results, generator, originals[: settings.jacobian_images], settings, lap)
     summary["seconds"] = seconds
-    analysis.summary = _finite(analysis.summary)
-    return analysis
+    results.summary = _finite(results.summary)
+    return results
 
 
-def _global(analysis: Analysis, held: _Holdout, settings: AnalysisSettings, mask) -> None:
-    """PCA of the originals' and the reconstructions' crops: F3-F7 and the projection PSNR."""
+def _global(results: Results, held: _Holdout, settings: AnalysisSettings) -> None:
+    """PCA of the originals' and the reconstructions' crops: the numbers and arrays of F3-F7 and the
+    projection PSNR."""
     originals, predicted = torch.cat(held.crops), torch.cat(held.predicted)
     pca_o, pca_r = fit_pca(held.crops), fit_pca(held.predicted)
     ks = [k for k in settings.energy_ks if k <= pca_o.rank]
     result = pca_summary(pca_o, pca_r, originals, predicted, ks)
     result["grayscale"] = settings.grayscale
-    analysis.summary["pca"] = result
-    m, n = mask.size, min(settings.examples, len(originals))
+    result["reconstruction_psnr"] = psnr(predicted, originals).mean().item()
+    results.summary["pca"] = result
+    n = min(settings.examples, len(originals))
     top = min(10, pca_o.rank, pca_r.rank)
-    analysis.figures["F3_eigenimages"] = figures.fig_eigenimages(pca_o.components(top), pca_r.components(top), m)
-    analysis.figures["F4_abs_cosine"] = figures.fig_abs_cosine(result["abs_cosine"])
     projection_ks = [k for k in settings.projection_ks if k <= pca_o.rank]
-    projections = {k: pca_o.project(predicted[:n], k, centred=True) for k in projection_ks}
-    analysis.figures["F5_projections"] = figures.fig_projections(
-        originals[:n], predicted[:n], projections, m, settings.grayscale
-    )
-    analysis.figures["F6_energy_captured"] = figures.fig_energy_captured(
-        {"uncentred (authors' code)": result["energy_captured"]["uncentred"], "centred": result["energy_captured"]["centred"]},
-        reference=m == 64 and settings.grayscale,
-    )
-    energy = result["total_energy"]
-    analysis.figures["F7_total_energy"] = figures.fig_total_energy(energy["originals"], energy["reconstructions"])
-    reconstruction_psnr = psnr(predicted, originals).mean().item()
-    result["reconstruction_psnr"] = reconstruction_psnr
-    analysis.figures["projection_psnr"] = figures.fig_projection_psnr(
-        result["projection_psnr"]["centred"], reconstruction_psnr
-    )
+    projections = [pca_o.project(predicted[:n], k, centred=True) for k in projection_ks]
+    results.arrays |= {
+        "pca.components_originals": _array(pca_o.components(top)),
+        "pca.components_reconstructions": _array(pca_r.components(top)),
+        "pca.crops_originals": _array(originals[:n]),
+        "pca.crops_reconstructions": _array(predicted[:n]),
+        "pca.projection_ks": np.array(projection_ks, dtype=np.int64),
+        "pca.projections": _array(torch.stack(projections)) if projections else np.zeros((0, n, pca_o.dim)),
+    }
 
 
 def _local(
-    analysis: Analysis, generator: ContextEncoder, images: torch.Tensor, settings: AnalysisSettings, lap: Callable[[str], None]
+    results: Results, generator: ContextEncoder, images: torch.Tensor, settings: AnalysisSettings, lap: Callable[[str], None]
 ) -> None:
     """The Jacobian: A_y y = f(y), weight maps, phi_p, centroids, grid, SVD; biharmonic beside it.
     ``lap(name)`` records the seconds since the previous lap."""
@@ -240,18 +259,19 @@ def _local(
         maps_colour.append(weight_map(rows, "colour").cpu())
     maps0, maps_colour = torch.stack(maps0), torch.stack(maps_colour)  # (J, 4, S, S)
     names = list(pixels)
+    per_image = {d: phi_p(maps_colour, m, ps, size, d) for d in PHI_DEFINITIONS}  # (J, 4, P) each
 
-    def curves(maps: torch.Tensor, definition: str) -> dict[str, list[float]]:
-        values = phi_p(maps, m, ps, size, definition).mean(0)  # mean over images, (4, P)
-        return {name: values[k].tolist() for k, name in enumerate(names)}
+    def curves(values: torch.Tensor) -> dict[str, list[float]]:
+        mean = values.mean(0)  # over images, (4, P)
+        return {name: mean[k].tolist() for k, name in enumerate(names)}
 
-    phi = {d: curves(maps_colour, d) for d in PHI_DEFINITIONS}
-    phi_channel0 = {d: curves(maps0, d) for d in PHI_DEFINITIONS}
+    phi = {d: curves(per_image[d]) for d in PHI_DEFINITIONS}
+    phi_channel0 = {d: curves(phi_p(maps0, m, ps, size, d)) for d in PHI_DEFINITIONS}
     biharmonic_maps = biharmonic_weight_maps(mask, list(pixels.values())).float()
-    biharmonic_phi = {d: curves(biharmonic_maps[None], d) for d in PHI_DEFINITIONS}
+    biharmonic_phi = {d: curves(phi_p(biharmonic_maps[None], m, ps, size, d)) for d in PHI_DEFINITIONS}
     # A_y y = f(y): by forward mode over the whole output, and with the reverse-mode rows at the
     # named pixels; for the biased model the same numbers measure its net bias f(y) - A_y y.
-    analysis.summary["homogeneity" if generator.bias_free else "net_bias"] = {
+    results.summary["homogeneity" if generator.bias_free else "net_bias"] = {
         "forward_mode": forward_mode,
         "reverse_mode_rows": reverse_mode,
         "max": max(forward_mode + reverse_mode),
@@ -261,7 +281,7 @@ def _local(
     acting = maps_colour.clone()  # weights on the hole act on zeros: leave them out of the centroid
     acting[..., mask.hole, mask.hole] = 0
     centroid = {name: centroid_offset(acting[:, k].mean(0), pixels[name], mask.start) for k, name in enumerate(names)}
-    analysis.summary["jacobian"] = {
+    results.summary["jacobian"] = {
         "images": len(images),
         "pixels": pixels,
         "p": ps,
@@ -274,35 +294,14 @@ def _local(
         "centroid_note": "(rows, cols) from the output pixel to the centroid of |colour weight map| outside the hole; rows > 0: below",
         "grid_period": {name: grid_period(maps0[:, k].mean(0)) for k, name in enumerate(names)},
     }
-    analysis.summary["biharmonic_phi_p"] = biharmonic_phi
-    background = generator.to_image(masked[0]).cpu()
-    analysis.figures["F2_phi_window"] = figures.fig_phi_window(background, mask, (0.1, 0.25, 0.5), "code")
-    corner_edge_centre = ("corner", "edge", "centre")
-    reference = figures.AUTHORS_PHI.get(m)
-    analysis.figures["F8_phi_curves"] = figures.fig_phi_curves(
-        ps, {name: phi["code"][name] for name in corner_edge_centre},
-        rf"$\phi_p$, {m}x{m} mask (authors' code definition)", reference=reference,
-    )
-    analysis.figures["F9_phi_by_mask"] = figures.fig_phi_by_mask(
-        ps, {m: phi["code"]["centre"]}, reference={m: reference["centre"]} if reference else None
-    )
-    analysis.figures["phi_vs_biharmonic"] = figures.fig_phi_curves(
-        ps, {name: phi["hole"][name] for name in corner_edge_centre},
-        rf"$\phi_p$ from the hole's edge, {m}x{m}: CNN vs biharmonic",
-        baseline={name: biharmonic_phi["hole"][name] for name in corner_edge_centre},
-    )
-    label = f"CNN {m}x{m}"
-    masks = {label: mask, "biharmonic": mask}
-    located = {label: pixels, "biharmonic": pixels}
-    analysis.figures["F10_weight_maps"] = figures.fig_weight_maps(
-        {label: dict(zip(names, maps0[0])), "biharmonic": dict(zip(names, biharmonic_maps))}, located, masks,
-        title="Input-pixel weights (output ch. 0 / input ch. 0)",
-    )
-    analysis.figures["F10_weight_maps_colour"] = figures.fig_weight_maps(
-        {label: dict(zip(names, maps_colour[0])), "biharmonic": dict(zip(names, biharmonic_maps))}, located, masks,
-        title="Input-pixel weights (colour: all channels)", log=True,
-    )
-    analysis.figures["centroids"] = figures.fig_centroids(centroid, pixels, mask, background)
+    results.summary["biharmonic_phi_p"] = biharmonic_phi
+    results.arrays |= {
+        "jacobian.background": _array(generator.to_image(masked[0])),
+        "jacobian.weight_maps_channel0": _array(maps0[0]),
+        "jacobian.weight_maps_colour": _array(maps_colour[0]),
+        **{f"jacobian.phi_p_{d}": _array(values) for d, values in per_image.items()},
+        "biharmonic.weight_maps": _array(biharmonic_maps),
+    }
     lap("jacobian_rows")
     if settings.svd:
         decoder, encoder = jacobian_factors(generator, masked[0])
@@ -310,18 +309,18 @@ def _local(
         with torch.no_grad():
             fy = generator(masked[:1])[0].float()
         ay_y = decoder @ torch.einsum("kdhw,dhw->k", encoder, masked[0])  # A_y y = P (Q y)
-        analysis.summary["homogeneity" if generator.bias_free else "net_bias"]["full_jacobian"] = (
+        results.summary["homogeneity" if generator.bias_free else "net_bias"]["full_jacobian"] = (
             (ay_y - fy).norm() / fy.norm()
         ).item()
         spectrum = spectrum_stats(decoder, encoder, mask, vectors=4)
-        analysis.summary["jacobian"]["svd"] = spectrum["summary"]
-        analysis.figures["svd_spectrum"] = figures.fig_singular_values(
-            {label: spectrum["singular_values"]},
-            {label: {"effective_dimensionality": spectrum["summary"]["effective_dim"],
-                     "participation_ratio": spectrum["summary"]["participation_ratio"]}},
-            title="Singular values of A_y (known-pixel columns)",
-        )
-        analysis.figures["svd_vectors"] = figures.fig_singular_vectors(*spectrum["vectors"])
+        results.summary["jacobian"]["svd"] = spectrum["summary"]
+        u, v, top = spectrum["vectors"]
+        results.arrays |= {
+            "svd.singular_values": _array(spectrum["singular_values"]),
+            "svd.output_vectors": _array(u),
+            "svd.input_vectors": _array(v),
+            "svd.top": _array(top),
+        }
         lap("svd")
 
 

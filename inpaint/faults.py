@@ -3,7 +3,8 @@ lose or corrupt a checkpoint on the way.
 
 - :func:`find_checkpoint` turns ``ckpt_path=last`` into the newest ``last.ckpt`` of the task's runs.
 - :class:`WandbRunId` stores the W&B run id in every checkpoint; :func:`resume_state` reads it back
-  (with the step) so train.py can hand it to the new WandbLogger.
+  (with the step) so train.py can hand it to the new WandbLogger, also from the
+  :func:`hpc_checkpoint` a requeued SLURM job resumes from.
 - :class:`CheckpointOnSigterm` writes ``last.ckpt`` at the step reached when SIGTERM arrives.
 - :class:`AtomicCheckpointIO` writes every checkpoint through a temporary file and a rename.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from inpaint.checkpoint import read_checkpoint
 from inpaint.errors import InpaintError
 
 log = logging.getLogger(__name__)
@@ -55,11 +58,22 @@ def find_checkpoint(ckpt_path: str | None, runs_dir: str | Path) -> str | None:
     return str(path)
 
 
+def hpc_checkpoint(folder: str | Path) -> Path | None:
+    """The checkpoint Lightning resumes a requeued SLURM job from: ``folder/hpc_ckpt_N.ckpt`` with the
+    highest N (Lightning's rule, in the trainer's ``default_root_dir``), or None."""
+    versions = [(int(match.group(1)), path) for path in Path(folder).glob("hpc_ckpt_*.ckpt")
+                if (match := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", path.name))]
+    return max(versions)[1] if versions else None
+
+
 def resume_state(path: str | Path) -> tuple[int, str | None]:
-    """(global step, W&B run id or None) of a checkpoint, read without loading its tensors."""
+    """(global step, W&B run id or None) of a checkpoint, read as data (no code in it runs) without
+    loading its tensors."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+        checkpoint = read_checkpoint(path, mmap=True)
         return int(checkpoint["global_step"]), checkpoint.get(WANDB_ID_KEY)
+    except InpaintError:
+        raise
     except Exception as error:  # torch raises many types for a file that is not a checkpoint
         raise InpaintError(
             f"cannot resume from '{path}' ({type(error).__name__}: {error}): pass a .ckpt written by train.py."

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
+from inpaint.checkpoint import read_checkpoint
 from inpaint.checks import check_model
 from inpaint.errors import InpaintError
 from inpaint.models import BiasFreeBatchNorm, ContextEncoder, Discriminator
@@ -236,12 +237,15 @@ class InpaintingModule(L.LightningModule):
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> InpaintingModule:
     """An :class:`InpaintingModule` from a checkpoint of this project, in eval mode, or one clear
-    :class:`InpaintError` for a missing file, a file that is not a checkpoint, or someone else's."""
+    :class:`InpaintError` for a missing file, a file that is not a checkpoint, someone else's, or one
+    holding anything but tensors and plain data (read as data: :func:`inpaint.checkpoint.read_checkpoint`)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise InpaintError(f"checkpoint '{path}' does not exist: pass ckpt_path=RUN_DIR/checkpoints/last.ckpt (or an epoch_*.ckpt).")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=False)
+        checkpoint = read_checkpoint(path, map_location=map_location)
+    except InpaintError:
+        raise
     except Exception as error:  # torch raises many types for a non-checkpoint file
         raise InpaintError(f"'{path}' is not a PyTorch checkpoint ({type(error).__name__}): pass a .ckpt written by train.py.") from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "mask_size" not in checkpoint.get("hyper_parameters", {}):

@@ -1,17 +1,22 @@
-"""analyze.py on checkpoints: the callback's numbers again, several masks, clear errors."""
+"""analyze.py on checkpoints (the callback's numbers again, on the run's own data), redrawn
+figures and run comparisons from saved results only, the sweep's own comparison, clear errors."""
 
+import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
+from wandb_records import offline_run
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["logger=csv", "callbacks.rich_progress_bar=null", "callbacks.model_summary=null"]
-SMOKE_DATA = ["data.holdout_size=16", "data.batch_size=16", "analysis.examples=4", "analysis.baseline_images=16",
-              "analysis.jacobian_images=1"]
+SMOKE_ANALYSIS = ["analysis.examples=4", "analysis.baseline_images=16", "analysis.jacobian_images=1"]
 
 
 def run(script: str, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -25,23 +30,89 @@ def run(script: str, *overrides: str, check: bool = True) -> subprocess.Complete
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Two smoke runs, 64 and 16 masks, with the analysis callback."""
+    """A two-job sweep, 64 and 16 masks, with the analysis callback (and the sweep's comparison)."""
     root = tmp_path_factory.mktemp("runs")
-    run("train.py", "-m", "experiment=smoke", "mask=center64,center16", f"hydra.sweep.dir={root}", *QUIET)
+    run("train.py", "-m", "experiment=smoke", "mask=center64,center16", f"hydra.sweep.dir={root}", "logger=wandb", *QUIET[1:])
     return root / "0", root / "1"
 
 
-def test_training_ends_with_the_analyses(runs):
+def read_csv(path: Path) -> list[dict]:
+    with open(path) as file:
+        return list(csv.DictReader(file))
+
+
+def pixels(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_training_ends_with_the_analyses_as_results_and_figures(runs):
     for folder in runs:
-        assert (folder / "analysis" / "summary.json").is_file()
-        assert len(list((folder / "analysis").glob("F*.png"))) == 11
+        analysis = folder / "analysis"
+        assert (analysis / "summary.json").is_file() and (analysis / "results.npz").is_file()
+        assert len(list(analysis.glob("F*.png"))) == 11
 
 
-def test_analyze_reproduces_the_callbacks_numbers(runs, tmp_path):
+def assert_compares_both_masks(comparison: Path, analyses: list[Path]) -> None:
+    """runs.csv, settings.csv and the figures of a comparison of the 64 and the 16 mask (``analyses``:
+    their analysis folders, in that order)."""
+    rows = read_csv(comparison / "runs.csv")
+    assert [row["mask"] for row in rows] == ["center64", "center16"]  # the override that tells them apart
+    assert [int(row["mask_size"]) for row in rows] == [64, 16]
+    assert [row["run"] for row in rows] == [str(a) for a in analyses]
+    for row, folder in zip(rows, analyses):  # the runs' own numbers, from their summaries
+        summary = json.loads((folder / "summary.json").read_text())
+        assert float(row["psnr"]) == summary["metrics"]["psnr"]
+        jac = summary["jacobian"]
+        assert float(row["phi_0.25_centre"]) == jac["phi_p"]["code"]["centre"][jac["p"].index(0.25)]
+    for name in ("F9_phi_by_mask", "F1_inpainting", "phi_p", "energy_captured", "singular_values"):
+        assert (comparison / f"{name}.png").stat().st_size > 5000, name
+    assert len(read_csv(comparison / "settings.csv")) == 2
+
+
+def test_a_sweep_ends_with_its_comparison(runs):
+    assert_compares_both_masks(runs[0].parent / "comparison", [r / "analysis" for r in runs])
+
+
+def test_a_sweeps_wandb_runs_are_grouped_by_the_sweep_and_named_by_their_overrides(runs):
+    for folder, mask in zip(runs, ("center64", "center16")):
+        wandb_run = offline_run(folder)
+        assert wandb_run["group"] == f"smoke/{folder.parent.name}"
+        assert wandb_run["name"] == f"experiment=smoke,mask={mask}"  # logger= and callbacks.* say nothing of the run
+
+
+def test_compare_reads_only_saved_results(runs, tmp_path):
+    copies = []
+    for folder in runs:  # the runs without their checkpoints: nothing but results to read
+        copy = tmp_path / "sweep" / folder.name
+        shutil.copytree(folder / "analysis", copy / "analysis")
+        shutil.copytree(folder / ".hydra", copy / ".hydra")
+        copies.append(copy)
+    run("analyze.py", f"compare=[{copies[0]},{copies[1]}]", f"hydra.run.dir={tmp_path / 'out'}")
+    assert_compares_both_masks(tmp_path / "out" / "comparison", [c / "analysis" for c in copies])
+    run("analyze.py", f"compare={tmp_path / 'sweep'}", f"hydra.run.dir={tmp_path / 'out2'}")  # a sweep folder: all its runs
+    assert read_csv(tmp_path / "out2" / "comparison" / "runs.csv") == read_csv(tmp_path / "out" / "comparison" / "runs.csv")
+
+
+def test_replot_redraws_the_runs_figures_exactly_without_a_checkpoint(runs, tmp_path):
+    source = tmp_path / "run"
+    shutil.copytree(runs[1] / "analysis", source / "analysis")  # results only: no checkpoint, no config
+    for png in (source / "analysis").glob("*.png"):
+        png.unlink()
+    run("analyze.py", f"replot={source}", f"hydra.run.dir={tmp_path / 'out'}")
+    drawn = sorted((runs[1] / "analysis").glob("*.png"))
+    again = tmp_path / "out" / "analysis"
+    assert [p.name for p in drawn] == sorted(p.name for p in again.glob("*.png")) and len(drawn) == 17
+    for png in drawn:  # the same arrays through the same drawing code: the same pixels
+        assert np.array_equal(pixels(png), pixels(again / png.name)), png.name
+
+
+def test_analyze_reproduces_the_callbacks_numbers_on_the_runs_own_data(runs, tmp_path):
     run64 = runs[0]
-    run("analyze.py", f"ckpt_path={run64 / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={tmp_path}", *SMOKE_DATA)
+    # no data settings given: the run's own (smoke: 16 holdout images, batches of 16) come from its config
+    run("analyze.py", f"ckpt_path={run64 / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={tmp_path}", *SMOKE_ANALYSIS)
     callback = json.loads((run64 / "analysis" / "summary.json").read_text())
-    again = json.loads((tmp_path / "summary.json").read_text())
+    again = json.loads((tmp_path / "analysis" / "summary.json").read_text())
+    assert again["holdout_images"] == 16 and again["run"]["data"]["holdout_size"] == 16
     # the same weights, images and batches through the same kernels on one machine: the same bits
     assert again["metrics"] == callback["metrics"]
     assert again["pca"]["eigenvalues"] == callback["pca"]["eigenvalues"]
@@ -49,11 +120,18 @@ def test_analyze_reproduces_the_callbacks_numbers(runs, tmp_path):
     assert again["baselines"] == callback["baselines"]
 
 
-def test_two_mask_sizes_draw_f1_and_f9(runs, tmp_path):
+def test_command_line_data_settings_override_the_runs(runs, tmp_path):
+    run("analyze.py", f"ckpt_path={runs[1] / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={tmp_path}",
+        "data.holdout_size=8", "data.batch_size=4", *SMOKE_ANALYSIS)
+    summary = json.loads((tmp_path / "analysis" / "summary.json").read_text())
+    assert summary["holdout_images"] == 8 and summary["run"]["data"]["train_size"] == 64  # the rest is the run's
+
+
+def test_two_checkpoints_are_analysed_then_compared(runs, tmp_path):
     paths = ",".join(str(r / "checkpoints" / "last.ckpt") for r in runs)
-    run("analyze.py", f"ckpt_path=[{paths}]", f"hydra.run.dir={tmp_path}", *SMOKE_DATA)
-    assert (tmp_path / "F1_inpainting_by_mask.png").is_file() and (tmp_path / "F9_phi_by_mask.png").is_file()
-    assert {p.name for p in tmp_path.glob("mask*")} == {"mask64_last", "mask16_last"}
+    run("analyze.py", f"ckpt_path=[{paths}]", f"hydra.run.dir={tmp_path}", *SMOKE_ANALYSIS)
+    assert {p.name for p in (tmp_path / "analysis").iterdir()} == {"mask64_last", "mask16_last"}
+    assert_compares_both_masks(tmp_path / "comparison", [tmp_path / "analysis" / "mask64_last", tmp_path / "analysis" / "mask16_last"])
 
 
 @pytest.mark.parametrize("case", ["missing", "not_a_checkpoint", "wrong_mask"])

@@ -9,6 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from analysis.report import AnalysisSettings
 from inpaint.checks import check_data, check_model, check_trainer, check_writable
 from inpaint.errors import InpaintError
 
@@ -19,7 +20,7 @@ def settings(*overrides: str) -> dict:
     os.environ.setdefault("INPAINT_ROOT", str(ROOT))
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=smoke", "paths.output_dir=unused", *overrides])
-    plain = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("model", "data", "trainer")}
+    plain = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("model", "data", "trainer", "analysis")}
     return {**plain, "image_size": cfg.image_size, "log_dir": cfg.paths.log_dir}
 
 
@@ -28,6 +29,7 @@ def check_all(s: dict) -> None:
     check_data(s["data"], analyses=True)
     check_trainer(s["trainer"], s["model"])
     check_writable(s["log_dir"])
+    AnalysisSettings.from_config(s["analysis"])
 
 
 @pytest.mark.parametrize("experiment", ["demo", "smoke", "paper_64", "paper_16"])
@@ -62,6 +64,14 @@ def test_every_shipped_experiment_passes(experiment, monkeypatch):
         ("model.lr_schedule=linear", "model.lr_schedule must be constant or cosine"),
         ("model.warmup_fraction=1", "model.warmup_fraction must lie in [0, 1)"),
         ("paths.log_dir=/proc/cannot/write/here", "cannot write the output folder"),
+        ("analysis.examples=0", "analysis.examples must be an integer >= 1"),
+        ("analysis.jacobian_images=0", "analysis.jacobian_images must be an integer >= 1"),
+        ("analysis.max_images=1", "analysis.max_images must be null (all) or an integer >= 2"),
+        ("analysis.baselines=[telea,inpaint_magic]", "unknown method(s) ['inpaint_magic']"),
+        ("analysis.ps=[0.1,1.5]", "analysis.ps must be a list of numbers in [0, 1]"),
+        ("analysis.energy_ks=[10,0]", "analysis.energy_ks must be a list of positive integers"),
+        ("analysis.svd=maybe", "analysis.svd must be true or false"),
+        ("+analysis.jacobian_imgs=16", "unknown analysis setting(s) ['jacobian_imgs']"),
     ],
 )
 def test_impossible_settings_are_refused_with_what_to_do(override, message):
@@ -82,7 +92,8 @@ def test_output_folder_is_made_or_refused(tmp_path):
 @pytest.mark.parametrize(
     "override, message",
     [("trainer.precision=17", "trainer.precision=17 is not a precision"), ("data.batch_size=1", "data.batch_size=1"),
-     ("mask=center16 mask.size=48", "mask size 48 has no decoder")],
+     ("mask=center16 mask.size=48", "mask size 48 has no decoder"),
+     ("analysis.baselines=[telea,magic]", "unknown method(s) ['magic']")],
 )
 def test_train_py_refuses_before_building_anything(override, message, tmp_path):
     """One ERROR line, exit status 2, no traceback, and nothing written but Hydra's own run folder."""

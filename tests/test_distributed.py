@@ -3,6 +3,8 @@ synchronised across processes, the SLURM trainer and launcher, submitit and Optu
 run folders of their own for runs started in the same second."""
 
 import csv
+import importlib
+import json
 import os
 import re
 import signal
@@ -19,13 +21,15 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import yaml
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities import rank_zero as lightning_rank_zero
 from lightning_utilities.core import rank_zero as utilities_rank_zero
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
 from inpaint.errors import InpaintError
 from inpaint.models import BiasFreeBatchNorm
@@ -358,6 +362,85 @@ def test_submitit_local_sweep_runs_two_jobs_with_their_own_outputs(tmp_path):
         ckpt = torch.load(sweep / job / "checkpoints" / "last.ckpt", weights_only=False)
         assert ckpt["hyper_parameters"]["mask_size"] == size and ckpt["global_step"] == 8
         assert "Run folder: " + str(sweep / job) in (sweep / job / "train.log").read_text()
+
+
+def train_script():
+    """train.py as a module, as Hydra imports it for its callbacks."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module("train")
+
+
+@pytest.mark.slow
+def test_local_sweep_jobs_train_under_ddp_each_with_its_own_processes(tmp_path):
+    """Two jobs one after the other, each with two gloo processes: each job starts a process group
+    and an extra process of its own (which runs that job, not the sweep), in the job's folder."""
+    result = train("-m", "experiment=smoke", "mask=center16,center64", "trainer=ddp_cpu", f"hydra.sweep.dir={tmp_path}",
+                   "logger=csv", "callbacks.rich_progress_bar=null", "callbacks.model_summary=null")
+    out = result.stdout + result.stderr
+    assert out.count("Initializing distributed: GLOBAL_RANK: 0, MEMBER: 1/2") == 2  # a group per job,
+    assert out.count("Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2") == 2  # a rank 1 per job
+    assert out.count("Launching 2 jobs locally") == 1  # the extra processes ran no sweep of their own
+    assert {p.name for p in tmp_path.iterdir()} == {"0", "1", "multirun.yaml"}
+    for job, size in (("0", 16), ("1", 64)):
+        run = tmp_path / job
+        ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
+        assert ckpt["hyper_parameters"]["mask_size"] == size and ckpt["global_step"] == 4  # half the batches each
+        assert json.loads((run / "analysis" / "summary.json").read_text())["mask_size"] == size
+        child = (run / "train_ddp_process_1.log").read_text()  # rank 1 of this job, with this job's config
+        assert f"Run folder: {run}" in child and f"mask:\n  size: {size}\n" in child
+        assert "".join(p.read_text() for p in run.glob("*.log")).count("Analyses written to") == 1  # rank zero's
+
+
+def test_a_sweep_jobs_extra_ddp_processes_run_the_job_in_its_folder():
+    """The command of a sweep job's rank 1: train.py with the job's overrides (swept values included)
+    as a single run in the job's folder, without the sweep's own overrides, and it composes."""
+    folder = "/tmp/sweep, 1=x/0"  # a folder that needs quoting in an override
+    command = train_script().ddp_child_command(
+        1, ["experiment=smoke", "mask=center16", "seed=3"],
+        ["hydra.sweep.dir=/tmp/sweep", "hydra.mode=MULTIRUN", "hydra/launcher=local", "hydra.launcher.timeout_min=5",
+         "hydra.job.chdir=true"], folder)
+    assert command[:2] == [sys.executable, str(ROOT / "train.py")] and "-m" not in command
+    parsed = {o.key_or_group: o.value() for o in OverridesParser.create().parse_overrides(command[2:])}
+    assert not any(key.startswith(("hydra.sweep", "hydra/launcher", "hydra.launcher")) for key in parsed)
+    assert parsed["hydra.run.dir"] == folder and parsed["hydra.job.name"] == "train_ddp_process_1"
+    cfg = composed(*command[2:])
+    assert cfg.hydra.mode == RunMode.RUN and cfg.hydra.run.dir == folder and cfg.hydra.output_subdir is None
+    assert (cfg.mask.size, cfg.seed, cfg.task_name, cfg.hydra.job.chdir) == (16, 3, "smoke", True)
+
+
+def test_a_sweep_job_leaves_no_process_group_or_ddp_variables_to_the_next(monkeypatch, tmp_path):
+    """Within a sweep job, Lightning's command for the extra processes is the job's own; afterwards the
+    job's process group is gone and the variables Lightning set are as before the job."""
+    from lightning.pytorch.strategies.launchers import subprocess_script
+
+    module = train_script()
+    cfg = composed("experiment=smoke", "mask=center64", "hydra.mode=MULTIRUN")
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir, cfg.hydra.runtime.cwd = str(tmp_path / "0"), str(ROOT)
+        cfg.hydra.overrides.task = ["experiment=smoke", "mask=center64"]
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)
+    HydraConfig.instance().set_config(cfg)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    for key in ("MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    threads = torch.get_num_threads()
+
+    @module.ddp_in_sweep_jobs
+    def job():
+        command, cwd = subprocess_script._hydra_subprocess_cmd(local_rank=1)
+        os.environ.update(MASTER_PORT=str(free_port()), NODE_RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+        dist.init_process_group("gloo", rank=0, world_size=1)
+        torch.set_num_threads(1)
+        return command, cwd
+
+    command, cwd = job()
+    assert f'hydra.run.dir="{tmp_path / "0"}"' in command and "mask=center64" in command and cwd == str(ROOT)
+    assert not dist.is_initialized()
+    assert os.environ["MASTER_ADDR"] == "127.0.0.1"
+    assert not {"MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE"} & set(os.environ)
+    assert torch.get_num_threads() == threads
+    assert subprocess_script._hydra_subprocess_cmd.__module__.startswith("lightning")  # Lightning's rule again
 
 
 def test_optuna_search_composes_and_every_searched_key_exists():

@@ -198,3 +198,42 @@ def test_nothing_to_resume_exits_2_with_one_clear_message(tmp_path, ckpt_path):
     [error] = [line for line in output.splitlines() if "ERROR" in line]
     assert ckpt_path in error and "drop ckpt_path to start afresh" in error
     assert not list(tmp_path.glob("smoke/runs/*/checkpoints"))
+
+
+def _composed(*overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    os.environ.setdefault("INPAINT_ROOT", str(ROOT))
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose("train", overrides=["experiment=smoke", *overrides])
+
+
+def test_a_requeued_slurm_job_continues_the_wandb_run_of_its_hpc_checkpoint(tmp_path, monkeypatch):
+    """SLURM requeues a job with the same command and folder; Lightning resumes it from the newest
+    hpc_ckpt_N.ckpt there, and train.py points the new WandbLogger at the W&B run stored in it."""
+    sys.path.insert(0, str(ROOT))
+    from train import resolve_resume
+
+    for n, run_id in ((1, "older"), (10, "requeued"), (2, "old")):  # Lightning's rule: the highest N, not the newest name
+        torch.save({"global_step": 8 * n, WANDB_ID_KEY: run_id}, tmp_path / f"hpc_ckpt_{n}.ckpt")
+    cfg = _composed("logger=wandb", f"paths.output_dir={tmp_path}", f"trainer.default_root_dir={tmp_path}")
+    for key, value in {"SLURM_NTASKS": "1", "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "train", "SLURM_NODELIST": "n1"}.items():
+        monkeypatch.setenv(key, value)
+    resolve_resume(cfg)
+    assert cfg.logger.wandb.id == "requeued" and cfg.ckpt_path is None  # Lightning finds the checkpoint itself
+    monkeypatch.delenv("SLURM_NTASKS")  # outside SLURM Lightning ignores hpc checkpoints, and so does train.py
+    monkeypatch.delenv("SLURM_JOB_ID")
+    cfg = _composed("logger=wandb", f"paths.output_dir={tmp_path}", f"trainer.default_root_dir={tmp_path}")
+    resolve_resume(cfg)
+    assert cfg.logger.wandb.get("id") is None
+
+
+def test_checkpoints_as_wandb_artifacts_offline_are_refused_before_training():
+    sys.path.insert(0, str(ROOT))
+    from train import resolve_wandb
+
+    with pytest.raises(InpaintError, match="set logger.wandb.offline=false"):
+        resolve_wandb(_composed("logger=wandb", "logger.wandb.log_model=true", "paths.output_dir=unused"))
+    cfg = _composed("logger=wandb", "logger.wandb.log_model=true", "logger.wandb.offline=false", "paths.output_dir=unused")
+    resolve_wandb(cfg)
+    assert cfg.logger.wandb.group == "smoke" and cfg.logger.wandb.name is None  # not a sweep: the task, W&B's own name

@@ -2,12 +2,16 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from test_models import trained_like
 
+from analysis.figures import run_figures, save_all
 from analysis.report import AnalysisSettings, analyse
+from analysis.results import load_results
 from inpaint.data.faces import FacesDataset
+from inpaint.errors import InpaintError
 from tolerances import rel_tol
 
 FIGURES = {
@@ -33,8 +37,8 @@ def analysis(request):
 
 
 def test_every_figure_and_a_json_summary(analysis, tmp_path):
-    assert set(analysis.figures) == FIGURES
-    written = analysis.write(tmp_path)
+    assert {p.name for p in analysis.save(tmp_path)} == {"summary.json", "results.npz"}
+    written = save_all(run_figures(analysis), tmp_path)
     assert {p.stem for p in written} == FIGURES and all(p.stat().st_size > 5000 for p in written)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert {"mask_size", "holdout_images", "metrics", "baselines", "pca", "jacobian", "biharmonic_phi_p"} <= set(summary)
@@ -82,3 +86,30 @@ def test_biharmonic_is_local(analysis):
     phi = analysis.summary["biharmonic_phi_p"]["hole"]["centre"]
     p = analysis.summary["jacobian"]["p"]
     assert phi[p.index(0.1)] == 1.0  # all the energy in the window: the same sums above and below, exactly
+
+
+def test_results_load_back_exactly_and_hold_what_the_figures_need(analysis, tmp_path):
+    analysis.save(tmp_path)
+    loaded = load_results(tmp_path)
+    assert loaded.summary == analysis.summary
+    assert set(loaded.arrays) == set(analysis.arrays)
+    for key, value in analysis.arrays.items():  # npz is lossless: the same dtype, shape and bits
+        assert loaded.arrays[key].dtype == value.dtype and (loaded.arrays[key] == value).all(), key
+    n, j = 3, 2
+    assert loaded.arrays["examples.originals"].shape == (n, 3, 128, 128)
+    assert loaded.arrays["jacobian.phi_p_code"].shape == (j, 4, len(analysis.summary["jacobian"]["p"]))
+    # the summary's phi_p is the mean of the per-image curves kept in the arrays
+    mean = loaded.arrays["jacobian.phi_p_code"].mean(0)
+    corner = list(analysis.summary["jacobian"]["pixels"]).index("corner")
+    assert mean[corner].tolist() == analysis.summary["jacobian"]["phi_p"]["code"]["corner"]
+    assert set(run_figures(loaded)) == FIGURES
+
+
+def test_results_are_read_without_pickles(analysis, tmp_path):
+    analysis.save(tmp_path)
+    np.savez(tmp_path / "results.npz", planted=np.array([object()], dtype=object))  # an object array needs pickle
+    with pytest.raises(InpaintError, match="cannot read the results"):
+        load_results(tmp_path)
+    (tmp_path / "results.npz").unlink()
+    with pytest.raises(InpaintError, match="results.npz is missing"):
+        load_results(tmp_path)

@@ -1,5 +1,6 @@
 """End to end: configs compose for every experiment, and train.py runs as a researcher runs it."""
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from celeba_tree import make_celeba_tree
+from wandb_records import offline_run
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["logger=csv", "callbacks.rich_progress_bar=null", "callbacks.model_summary=null", "callbacks.analysis=null"]
@@ -75,6 +77,24 @@ def test_smoke_run_leaves_checkpoints_samples_and_an_offline_wandb_run(tmp_path)
     logged = list(media.glob("offline-run-*/files/media/images/analysis/*.png"))
     assert {p.name.split("_")[0] for p in logged} == {f.split("_")[0] for f in figures} and len(logged) == 17
     assert "holdout/psnr" in result.stdout
+    # the offline W&B run as `wandb sync` would upload it: curves as tables with line charts (so runs
+    # overlay in the UI), the headline numbers in the summary, the results files with the run
+    wandb_run = offline_run(tmp_path)
+    summary = json.loads((tmp_path / "analysis" / "summary.json").read_text())
+    assert json.loads(wandb_run["summary"]["analysis/psnr"]) == summary["metrics"]["psnr"]
+    assert json.loads(wandb_run["summary"]["analysis/phi_0.25_centre"]) == summary["jacobian"]["phi_p"]["code"]["centre"][
+        summary["jacobian"]["p"].index(0.25)]
+    for key, x, y in (("phi_p", "p", "phi_p"), ("energy_captured", "k", "energy_captured"), ("abs_cosine", "rank", "abs_cosine"),
+                      ("singular_values", "index", "singular_value")):
+        chart = json.loads(wandb_run["charts"][f"analysis/{key}_chart"])
+        assert chart["panel_config"]["panelDefId"] == "wandb/line/v0"
+        assert (chart["panel_config"]["fieldSettings"]["x"], chart["panel_config"]["fieldSettings"]["y"]) == (x, y)
+        (table,) = (wandb_run["folder"] / "files" / "media" / "table" / "analysis").glob(f"{key}_[0-9]*.table.json")
+        assert json.loads(table.read_text())["columns"][:2] == [x, y]
+    files = wandb_run["folder"] / "files" / "analysis"
+    assert (files / "summary.json").read_bytes() == (tmp_path / "analysis" / "summary.json").read_bytes()
+    assert (files / "results.npz").read_bytes() == (tmp_path / "analysis" / "results.npz").read_bytes()
+    assert wandb_run["group"] == "smoke"  # a single run: its task
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["hyper_parameters"]["mask_size"] == 64 and ckpt["global_step"] == 8  # 4 batches x 2 optimiser steps
     # the precision's choice and reason are logged, in the form the GPU check reads back (benchmarks/gpu_check.py)
@@ -95,13 +115,6 @@ def test_last_checkpoint_is_the_last_epoch_and_resumes(tmp_path):
     result = run("experiment=smoke", f"hydra.run.dir={tmp_path / 'b'}", f"ckpt_path={last}", "trainer.max_epochs=3", *QUIET)
     assert "Restored all states from the checkpoint" in result.stdout + result.stderr
     assert torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 24
-
-
-def test_multirun_sweeps_mask_sizes(tmp_path):
-    run("-m", "experiment=smoke", "mask=center16,center64", f"hydra.sweep.dir={tmp_path}", *QUIET)
-    for job, size in (("0", 16), ("1", 64)):
-        ckpt = torch.load(tmp_path / job / "checkpoints" / "last.ckpt", weights_only=False)
-        assert ckpt["hyper_parameters"]["mask_size"] == size
 
 
 def test_trains_on_a_celeba_tree(tmp_path):

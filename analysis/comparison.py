@@ -1,0 +1,201 @@
+"""Runs side by side, from their saved results only (never a model or data).
+
+:func:`find_analyses` turns run folders, sweep folders or analysis folders into the analysis folders
+they hold; :func:`compare` loads them, labels each run by the overrides that distinguish it from
+the others (its ``.hydra/overrides.yaml``, or what ``analyze.py`` recorded in the summary), groups
+runs that differ only by ``seed`` into one setting, and tabulates the headline numbers.
+:meth:`Comparison.write` writes ``runs.csv`` (one row per run), ``settings.csv`` (mean, standard
+deviation and count per setting) and the comparison figures (``analysis.figures.comparison_figures``).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from analysis.jacobian import AUTHORS_P
+from analysis.results import SUMMARY, Results, load_results
+from inpaint.errors import InpaintError
+
+PIXELS = ("corner", "edge", "centre")
+# overrides that say where or how a run ran, not what it is: never a column of the comparison
+IGNORED = re.compile(r"^(hydra|paths|logger|callbacks|trainer\.(devices|num_nodes|accelerator|strategy|enable_\w+)|"
+                     r"retain_freed_memory|ckpt_path|test|tags|task_name)(\.|$)")
+
+
+@dataclass
+class Run:
+    """One analysed run: its analysis folder, results, overrides, and (after :func:`compare`) its
+    distinguishing overrides, its label and its setting (the label without the seed)."""
+
+    folder: Path
+    results: Results
+    overrides: dict[str, str]
+    distinct: dict[str, str] = field(default_factory=dict)
+    label: str = ""
+    setting: str = ""
+
+
+@dataclass
+class Comparison:
+    runs: list[Run]
+    keys: list[str]  # the overrides that distinguish the runs, in first-seen order
+
+    @property
+    def settings(self) -> dict[str, list[Run]]:
+        groups: dict[str, list[Run]] = {}
+        for run in self.runs:
+            groups.setdefault(run.setting, []).append(run)
+        return groups
+
+    def rows(self) -> list[dict]:
+        """One row per run: folder, label, the distinguishing overrides, then :func:`headline_row`."""
+        return [{"run": str(run.folder), "label": run.label, **{k: run.distinct.get(k, "") for k in self.keys},
+                 **headline_row(run.results.summary)} for run in self.runs]
+
+    def setting_rows(self) -> list[dict]:
+        """Per setting (runs equal but for the seed): the number of runs, then mean and standard
+        deviation (n - 1; empty for one run) of every number of :func:`headline_row`."""
+        out = []
+        for setting, runs in self.settings.items():
+            numbers = [headline_row(run.results.summary) for run in runs]
+            row = {"setting": setting, "runs": len(runs)}
+            for key in numbers[0]:
+                values = np.array([n.get(key, math.nan) for n in numbers], dtype=float)
+                values = values[~np.isnan(values)]
+                row[f"{key}_mean"] = float(values.mean()) if len(values) else ""
+                row[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else ""
+            out.append(row)
+        return out
+
+    def write(self, folder: str | Path) -> list[Path]:
+        """``folder/runs.csv``, ``folder/settings.csv`` and the comparison figures."""
+        from analysis.figures import comparison_figures, save_all
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = [_write_csv(folder / "runs.csv", self.rows()), _write_csv(folder / "settings.csv", self.setting_rows())]
+        return written + save_all(comparison_figures(self), folder)
+
+
+def _write_csv(path: Path, rows: list[dict]) -> Path:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def headline_row(summary: dict) -> dict[str, float]:
+    """The numbers one row of ``runs.csv`` holds: mask, hole PSNR / SSIM, the baselines on their
+    images, phi_p (authors' code definition) at the authors' p for corner / edge / centre, the PCA
+    headline numbers (uncentred energy captured by 10 components, total energy and variance of the
+    reconstructions over the originals', mean |cos| of the first 10 eigenvectors) and the SVD's."""
+    row = {"mask_size": summary["mask_size"], "holdout_images": summary["holdout_images"],
+           "psnr": summary["metrics"]["psnr"], "ssim": summary["metrics"]["ssim"]}
+    if "baselines" in summary:
+        row |= {f"cnn_on_baseline_images_{k}": v for k, v in summary["model_on_baseline_images"].items()}
+        for name, values in summary["baselines"].items():
+            row |= {f"{name}_{k}": v for k, v in values.items()}
+    jac = summary.get("jacobian")
+    if jac:
+        for name in PIXELS:
+            curve = jac["phi_p"]["code"][name]
+            row |= {f"phi_{p}_{name}": curve[jac["p"].index(p)] for p in AUTHORS_P}
+        if "svd" in jac:
+            s = jac["svd"]["singular_values"]
+            row |= {"effective_dim": jac["svd"]["effective_dim"], "participation_ratio": jac["svd"]["participation_ratio"],
+                    "top_singular_value": s[0] if s else None}
+    pca = summary.get("pca")
+    if pca:
+        row |= {
+            "energy_captured_10": pca["energy_captured"]["uncentred"].get("10"),
+            "total_energy_ratio": pca["total_energy"]["reconstructions"] / pca["total_energy"]["originals"],
+            "total_variance_ratio": pca["total_variance"]["reconstructions"] / pca["total_variance"]["originals"],
+            "abs_cosine_top10_mean": float(np.mean(pca["abs_cosine"][:10])),
+            "reconstruction_psnr": pca.get("reconstruction_psnr"),
+        }
+    return {key: (math.nan if value is None else value) for key, value in row.items()}
+
+
+def _analysis_folders(path: Path) -> list[Path]:
+    """The analysis folders of one run folder (or the folder itself when it is one)."""
+    if (path / SUMMARY).is_file():
+        return [path]
+    if (path / "analysis" / SUMMARY).is_file():
+        return [path / "analysis"]
+    return sorted(p.parent for p in (path / "analysis").glob(f"*/{SUMMARY}"))
+
+
+def _natural(path: Path) -> tuple:
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name))
+
+
+def find_analyses(paths: list[str | Path]) -> list[Path]:
+    """The analysis folders under ``paths``: each a run folder (``RUN/analysis/``, or one sub-folder
+    per checkpoint of an ``analyze.py`` run), an analysis folder, or a sweep folder (all its runs,
+    in job order). Raises :class:`InpaintError` for a path that holds none."""
+    found = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            raise InpaintError(f"compare: {path} is not a folder: pass run folders (RUN_DIR) or sweep folders (SWEEP_DIR).")
+        folders = _analysis_folders(path) or [f for child in sorted(path.iterdir(), key=_natural) if child.is_dir()
+                                              for f in _analysis_folders(child)]
+        if not folders:
+            raise InpaintError(
+                f"compare: no saved results under {path} (no analysis/{SUMMARY} in it or its sub-folders): pass run folders "
+                "whose training ran the analyses, or analyse their checkpoints first with analyze.py ckpt_path=..."
+            )
+        found += [f for f in folders if f not in found]
+    return found
+
+
+def run_overrides(analysis_folder: Path, summary: dict) -> dict[str, str]:
+    """The run's command-line overrides as ``{key: value}``: those ``analyze.py`` recorded in the
+    summary, else the run folder's ``.hydra/overrides.yaml`` (empty when there is none)."""
+    listed = summary.get("run", {}).get("overrides")
+    if listed is None:
+        run_folder = analysis_folder.parent if analysis_folder.name == "analysis" else analysis_folder
+        file = run_folder / ".hydra" / "overrides.yaml"
+        listed = yaml.safe_load(file.read_text()) if file.is_file() else []
+    return parse_overrides(listed or [])
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, str]:
+    """Hydra command-line overrides (``key=value``, ``+key=value``) as ``{key: value}``, less those
+    that only say where or how a run ran (:data:`IGNORED`)."""
+    pairs = (str(item).lstrip("+~").split("=", 1) for item in overrides if "=" in str(item))
+    return {key: value for key, value in pairs if not IGNORED.match(key)}
+
+
+def compare(paths: list[str | Path]) -> Comparison:
+    """Load every run under ``paths`` and label it (see the module's docstring)."""
+    runs = []
+    for folder in find_analyses(paths):
+        results = load_results(folder)
+        runs.append(Run(folder, results, run_overrides(folder, results.summary)))
+    keys = list(dict.fromkeys(k for run in runs for k in run.overrides))
+    keys = [k for k in keys if len({run.overrides.get(k) for run in runs}) > 1]
+    for index, run in enumerate(runs):
+        run.distinct = {k: run.overrides.get(k, "(default)") for k in keys}
+        run.label = " ".join(f"{k}={v}" for k, v in run.distinct.items()) or _short(run.folder, index)
+        run.setting = " ".join(f"{k}={v}" for k, v in run.distinct.items() if k != "seed") or (
+            "all runs" if "seed" in keys else run.label)
+    labels = [run.label for run in runs]
+    for index, run in enumerate(runs):
+        if labels.count(run.label) > 1:  # the same overrides twice: the folder tells them apart
+            run.label = run.setting = f"{run.label} ({_short(run.folder, index)})"
+    return Comparison(runs, keys)
+
+
+def _short(folder: Path, index: int) -> str:
+    """A label for a run no override tells apart: its run folder's name (and the checkpoint's)."""
+    parts = folder.parts[-3:] if folder.name != "analysis" else folder.parts[-2:-1]
+    return "/".join(p for p in parts if p != "analysis") or f"run {index}"
