@@ -555,7 +555,7 @@ def fig_phi_overlay(ps, curves: Mapping[str, Mapping[str, object]],
             ax.plot(ps, _as_numpy(by_pixel[pixel]), color=f"C{k % 10}", linewidth=2.2, label=label)
             if spread and label in spread and pixel in spread[label]:
                 low, high = spread[label][pixel]
-                ax.fill_between(ps, _as_numpy(low), _as_numpy(high), color=f"C{k % 10}", alpha=0.2, linewidth=0)
+                ax.fill_between(ps, _as_numpy(low), _as_numpy(high), color=f"C{k % 10}", alpha=0.3, linewidth=0)
         ax.set_title(pixel, fontsize=LABEL)
         ax.set_xlabel("p", fontsize=LABEL)
         ax.tick_params(labelsize=TICK)
