@@ -11,8 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image
 from wandb_records import offline_run
+
+from analysis.comparison import find_analyses
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["logger=csv", "callbacks.rich_progress_bar=null", "callbacks.model_summary=null"]
@@ -89,8 +92,8 @@ def test_compare_reads_only_saved_results(runs, tmp_path):
         copies.append(copy)
     run("analyze.py", f"compare=[{copies[0]},{copies[1]}]", f"hydra.run.dir={tmp_path / 'out'}")
     assert_compares_both_masks(tmp_path / "out" / "comparison", [c / "analysis" for c in copies])
-    run("analyze.py", f"compare={tmp_path / 'sweep'}", f"hydra.run.dir={tmp_path / 'out2'}")  # a sweep folder: all its runs
-    assert read_csv(tmp_path / "out2" / "comparison" / "runs.csv") == read_csv(tmp_path / "out" / "comparison" / "runs.csv")
+    # a sweep folder means all its runs, in job order; a run folder, its analysis
+    assert find_analyses([tmp_path / "sweep"]) == find_analyses(copies) == [c / "analysis" for c in copies]
 
 
 def test_replot_redraws_the_runs_figures_exactly_without_a_checkpoint(runs, tmp_path):
@@ -106,42 +109,48 @@ def test_replot_redraws_the_runs_figures_exactly_without_a_checkpoint(runs, tmp_
         assert np.array_equal(pixels(png), pixels(again / png.name)), png.name
 
 
-def test_analyze_reproduces_the_callbacks_numbers_on_the_runs_own_data(runs, tmp_path):
-    run64 = runs[0]
-    # no data settings given: the run's own (smoke: 16 holdout images, batches of 16) come from its config
-    run("analyze.py", f"ckpt_path={run64 / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={tmp_path}", *SMOKE_ANALYSIS)
-    callback = json.loads((run64 / "analysis" / "summary.json").read_text())
-    again = json.loads((tmp_path / "analysis" / "summary.json").read_text())
-    assert again["holdout_images"] == 16 and again["run"]["data"]["holdout_size"] == 16
-    # the same weights, images and batches through the same kernels on one machine: the same bits
-    assert again["metrics"] == callback["metrics"]
-    assert again["pca"]["eigenvalues"] == callback["pca"]["eigenvalues"]
-    assert again["jacobian"]["phi_p"] == callback["jacobian"]["phi_p"]
-    assert again["baselines"] == callback["baselines"]
-
-
-def test_command_line_data_settings_override_the_runs(runs, tmp_path):
-    run("analyze.py", f"ckpt_path={runs[1] / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={tmp_path}",
-        "data.holdout_size=8", "data.batch_size=4", *SMOKE_ANALYSIS)
-    summary = json.loads((tmp_path / "analysis" / "summary.json").read_text())
-    assert summary["holdout_images"] == 8 and summary["run"]["data"]["train_size"] == 64  # the rest is the run's
-
-
-def test_two_checkpoints_are_analysed_then_compared(runs, tmp_path):
+def test_two_checkpoints_are_analysed_on_their_runs_data_then_compared(runs, tmp_path):
     paths = ",".join(str(r / "checkpoints" / "last.ckpt") for r in runs)
+    # no data settings given: each run's own (smoke: 16 holdout images, batches of 16) come from its config
     run("analyze.py", f"ckpt_path=[{paths}]", f"hydra.run.dir={tmp_path}", *SMOKE_ANALYSIS)
-    assert {p.name for p in (tmp_path / "analysis").iterdir()} == {"mask64_last", "mask16_last"}
-    assert_compares_both_masks(tmp_path / "comparison", [tmp_path / "analysis" / "mask64_last", tmp_path / "analysis" / "mask16_last"])
+    analyses = [tmp_path / "analysis" / "mask64_last", tmp_path / "analysis" / "mask16_last"]
+    assert sorted((tmp_path / "analysis").iterdir()) == sorted(analyses)
+    for folder, analysis in zip(runs, analyses):
+        callback = json.loads((folder / "analysis" / "summary.json").read_text())
+        again = json.loads((analysis / "summary.json").read_text())
+        assert again["holdout_images"] == 16 and again["run"]["data"]["holdout_size"] == 16
+        # the same weights, images and batches through the same kernels on one machine: the same bits
+        assert again["metrics"] == callback["metrics"]
+        assert again["pca"]["eigenvalues"] == callback["pca"]["eigenvalues"]
+        assert again["jacobian"]["phi_p"] == callback["jacobian"]["phi_p"]
+        assert again["baselines"] == callback["baselines"]
+    assert_compares_both_masks(tmp_path / "comparison", analyses)
 
 
-@pytest.mark.parametrize("case", ["missing", "not_a_checkpoint", "wrong_mask"])
+def test_command_line_data_settings_change_the_runs_own(runs):
+    sys.path.insert(0, str(ROOT))
+    from analyze import data_for
+
+    ckpt = runs[1] / "checkpoints" / "last.ckpt"
+    default = OmegaConf.create({"data": {"_target_": "faces", "holdout_size": 1000}, "image_size": 128})
+    data, image_size, overrides = data_for(ckpt, default, ["data.holdout_size=8", "analysis.examples=2"])
+    assert data.holdout_size == 8 and data.train_size == 64 and image_size == 128  # the rest is the run's (smoke)
+    assert "mask=center16" in overrides
+    data, _, overrides = data_for(ckpt, default, ["data=faces"])  # a data group replaces the run's settings
+    assert data.holdout_size == 1000 and overrides is None
+    data, _, overrides = data_for(ROOT / "elsewhere.ckpt", default, [])  # no run folder: the config's
+    assert data.holdout_size == 1000 and overrides is None
+
+
+# a file that is no checkpoint, or a planted one: tests/test_checkpoint.py
+@pytest.mark.parametrize("case", ["missing", "wrong_mask", "no_mode"])
 def test_bad_checkpoints_fail_with_one_clear_message(case, runs, tmp_path):
-    path = {"missing": tmp_path / "nope.ckpt", "not_a_checkpoint": tmp_path / "notes.ckpt",
-            "wrong_mask": runs[0] / "checkpoints" / "last.ckpt"}[case]
-    if case == "not_a_checkpoint":
-        path.write_text("not a checkpoint")
-    extra = ["mask_size=16"] if case == "wrong_mask" else []
-    result = run("analyze.py", f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'out'}", *extra, check=False)
+    path = {"missing": tmp_path / "nope.ckpt", "wrong_mask": runs[0] / "checkpoints" / "last.ckpt", "no_mode": None}[case]
+    extra = {"missing": [], "wrong_mask": ["mask_size=16"], "no_mode": [f"replot={runs[0]}"]}[case]
+    ckpt = [f"ckpt_path={path or runs[0] / 'checkpoints' / 'last.ckpt'}"]
+    result = run("analyze.py", *ckpt, f"hydra.run.dir={tmp_path / 'out'}", *extra, check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 2 and "Traceback" not in output
-    assert {"missing": "does not exist", "not_a_checkpoint": "not a PyTorch checkpoint", "wrong_mask": "mask size 64"}[case] in output
+    message = {"missing": "does not exist", "wrong_mask": "mask size 64", "no_mode": "needs exactly one of ckpt_path"}[case]
+    assert [line for line in output.splitlines() if "ERROR" in line] == [line for line in output.splitlines() if message in line]
+    assert not (tmp_path / "out" / "analysis").exists()

@@ -91,8 +91,8 @@ def test_output_folder_is_made_or_refused(tmp_path):
 
 @pytest.mark.parametrize(
     "override, message",
-    [("trainer.precision=17", "trainer.precision=17 is not a precision"), ("data.batch_size=1", "data.batch_size=1"),
-     ("mask=center16 mask.size=48", "mask size 48 has no decoder"),
+    # one per kind of check (every message is tried in-process above): each run costs seconds
+    [("trainer.precision=17", "trainer.precision=17 is not a precision"), ("mask=center16 mask.size=48", "mask size 48 has no decoder"),
      ("analysis.baselines=[telea,magic]", "unknown method(s) ['magic']")],
 )
 def test_train_py_refuses_before_building_anything(override, message, tmp_path):

@@ -187,9 +187,11 @@ def test_ckpt_path_last_picks_the_newest_last_ckpt_of_the_task(tmp_path):
     assert find_checkpoint(None, runs) is None
     with pytest.raises(InpaintError, match="ckpt_path=last"):
         find_checkpoint("last", tmp_path / "elsewhere")
+    with pytest.raises(InpaintError, match="ckpt_path 'no/such/last.ckpt' does not exist"):
+        find_checkpoint("no/such/last.ckpt", runs)
 
 
-@pytest.mark.parametrize("ckpt_path", ["last", "no/such/last.ckpt"])
+@pytest.mark.parametrize("ckpt_path", ["last"])  # an explicit path that does not exist: in-process above
 def test_nothing_to_resume_exits_2_with_one_clear_message(tmp_path, ckpt_path):
     process = start("experiment=smoke", f"paths.log_dir={tmp_path}", f"ckpt_path={ckpt_path}", "logger=csv", *QUIET)
     code, output = finish(process)
