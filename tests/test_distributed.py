@@ -297,7 +297,8 @@ def test_under_srun_the_trainer_takes_its_ranks_from_slurm_and_handles_sigusr1(o
 @pytest.mark.slow
 def test_sigusr1_under_slurm_saves_requeues_and_the_requeued_job_resumes(tmp_path):
     """One SLURM task (trainer=slurm): SIGUSR1 mid-epoch writes hpc_ckpt_1.ckpt and calls
-    `scontrol requeue JOB`; killed then, the job started again in the same folder resumes from it.
+    `scontrol requeue JOB`; killed then, the job started again in the same folder resumes from it,
+    in the same W&B run.
     The run waits after batch 1 of epoch 1 until the requeue is done, so the signal lands at a known
     step whatever the machine's speed."""
     bin_dir = tmp_path / "bin"
@@ -312,7 +313,7 @@ def test_sigusr1_under_slurm_saves_requeues_and_the_requeued_job_resumes(tmp_pat
              "+callbacks.pause.at_batch=1", f"+callbacks.pause.marker={paused}", f"+callbacks.pause.until={requeued}"]
     args = [sys.executable, str(ROOT / "train.py"), "experiment=smoke", "trainer=slurm", "trainer.accelerator=cpu",
             "trainer.devices=1", "trainer.precision=32-true", "data.train_size=480", "trainer.max_epochs=2",
-            f"hydra.run.dir={run}", *QUIET, *pause]
+            f"hydra.run.dir={run}", "logger=wandb", *QUIET[1:], *pause]
     job = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + WAIT
@@ -334,6 +335,9 @@ def test_sigusr1_under_slurm_saves_requeues_and_the_requeued_job_resumes(tmp_pat
     result = subprocess.run(args, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Restored all states from the checkpoint at {run / 'hpc_ckpt_1.ckpt'}" in result.stdout + result.stderr
+    # ... in the same W&B run: two offline sessions of one run id (the killed job's and the requeued one's)
+    sessions = sorted(p.name for p in (run / "wandb").glob("offline-run-*"))
+    assert len(sessions) == 2 and {name.rsplit("-", 1)[1] for name in sessions} == {saved["wandb_run_id"]}
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 120
 
 
@@ -381,7 +385,7 @@ def test_local_sweep_jobs_train_under_ddp_each_with_its_own_processes(tmp_path):
     assert out.count("Initializing distributed: GLOBAL_RANK: 0, MEMBER: 1/2") == 2  # a group per job,
     assert out.count("Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2") == 2  # a rank 1 per job
     assert out.count("Launching 2 jobs locally") == 1  # the extra processes ran no sweep of their own
-    assert {p.name for p in tmp_path.iterdir()} == {"0", "1", "multirun.yaml"}
+    assert {p.name for p in tmp_path.iterdir()} == {"0", "1", "multirun.yaml", "comparison"}  # the sweep's own comparison
     for job, size in (("0", 16), ("1", 64)):
         run = tmp_path / job
         ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
