@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from analysis.figures import comparison_figures, save_all
 from analysis.jacobian import AUTHORS_P
 from analysis.results import SUMMARY, Results, load_results
 from inpaint.errors import InpaintError
@@ -76,12 +77,12 @@ class Comparison:
 
     def write(self, folder: str | Path) -> list[Path]:
         """``folder/runs.csv``, ``folder/settings.csv`` and the comparison figures."""
-        from analysis.figures import comparison_figures, save_all
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         written = [_write_csv(folder / "runs.csv", self.rows()), _write_csv(folder / "settings.csv", self.setting_rows())]
-        return written + save_all(comparison_figures(self), folder)
+        runs = {run.label: run.results for run in self.runs}
+        settings = {setting: [run.label for run in group] for setting, group in self.settings.items()}
+        return written + save_all(comparison_figures(runs, settings), folder)
 
 
 def _write_csv(path: Path, rows: list[dict]) -> Path:

@@ -24,6 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from analysis.jacobian import phi_windows
+from analysis.results import Results
 from inpaint.masks import CenterMask
 
 TITLE, LABEL, TICK, SMALL = 16, 14, 12, 11  # font sizes in points
@@ -470,7 +471,7 @@ def fig_centroids(offsets: Mapping[str, tuple[float, float]], pixels: Mapping[st
     return fig
 
 
-def run_figures(results) -> dict[str, Figure]:
+def run_figures(results: Results) -> dict[str, Figure]:
     """Every figure of one analysis, drawn from its :class:`~analysis.results.Results` alone (the
     run's own, or those loaded back by ``load_results``), keyed by the PNG's name."""
     summary, arrays = results.summary, results.arrays
@@ -568,17 +569,17 @@ def fig_phi_overlay(ps, curves: Mapping[str, Mapping[str, object]],
     return fig
 
 
-def comparison_figures(comparison) -> dict[str, Figure]:
-    """The figures of an :class:`~analysis.comparison.Comparison`, from the runs' saved results:
-    phi_p overlaid (a setting's seeds as its mean and min-max band), F9 when mask sizes differ, F1 on
-    the images the runs share, energy captured and singular spectra overlaid."""
+def comparison_figures(runs: Mapping[str, Results], settings: Mapping[str, Sequence[str]]) -> dict[str, Figure]:
+    """The figures of a comparison of ``runs`` (``{label: results}``, saved results only) whose
+    ``settings`` (``{setting: [labels]}``) group the runs that differ only by seed: phi_p overlaid (a
+    setting's seeds as its mean and min-max band), F9 when mask sizes differ, F1 on the images the
+    runs share, energy captured and singular spectra overlaid."""
     out = {}
-    settings = comparison.settings
-    first = comparison.runs[0].results
+    first = next(iter(runs.values()))
     ps = first.summary["jacobian"]["p"]
     curves, spread = {}, {}
-    for setting, runs in settings.items():
-        per_run = [run.results.summary["jacobian"]["phi_p"]["code"] for run in runs if run.results.summary["jacobian"]["p"] == ps]
+    for setting, labels in settings.items():
+        per_run = [runs[label].summary["jacobian"]["phi_p"]["code"] for label in labels if runs[label].summary["jacobian"]["p"] == ps]
         if not per_run:
             continue
         stacked = {name: np.array([[np.nan if v is None else v for v in c[name]] for c in per_run]) for name in ("corner", "edge", "centre")}
@@ -588,8 +589,8 @@ def comparison_figures(comparison) -> dict[str, Figure]:
     title = r"$\phi_p$ by setting: mean, band = seeds' range" if spread else r"$\phi_p$ by run (authors' code def.)"
     out["phi_p"] = fig_phi_overlay(ps, curves, spread, title=title)
     by_mask: dict[int, list] = {}
-    for run in comparison.runs:
-        s = run.results.summary
+    for results in runs.values():
+        s = results.summary
         if s["jacobian"]["p"] == ps:
             by_mask.setdefault(s["mask_size"], []).append(s["jacobian"]["phi_p"]["code"]["centre"])
     if len(by_mask) > 1:
@@ -597,17 +598,14 @@ def comparison_figures(comparison) -> dict[str, Figure]:
         reference = {m: AUTHORS_PHI[m]["centre"] for m in centre if m in AUTHORS_PHI}
         out["F9_phi_by_mask"] = fig_phi_by_mask(ps, centre, reference or None)
     originals = first.arrays["examples.originals"]
-    shared = [run for run in comparison.runs
-              if np.array_equal(run.results.arrays["examples.originals"], originals)][:8]
+    shared = {label: r.arrays for label, r in runs.items() if np.array_equal(r.arrays["examples.originals"], originals)}
     out["F1_inpainting"] = fig_inpainting(
-        {run.label: (run.results.arrays["examples.masked"], run.results.arrays["examples.inpainted"]) for run in shared},
-        originals,
+        {label: (a["examples.masked"], a["examples.inpainted"]) for label, a in list(shared.items())[:8]}, originals
     )
-    energy = {run.label: run.results.summary["pca"]["energy_captured"]["uncentred"] for run in comparison.runs}
-    reference = all(r.results.summary["mask_size"] == 64 and r.results.summary["pca"]["grayscale"] for r in comparison.runs)
+    energy = {label: r.summary["pca"]["energy_captured"]["uncentred"] for label, r in runs.items()}
+    reference = all(r.summary["mask_size"] == 64 and r.summary["pca"]["grayscale"] for r in runs.values())
     out["energy_captured"] = fig_energy_captured(energy, reference=reference)
-    spectra = {run.label: run.results.arrays["svd.singular_values"] for run in comparison.runs
-               if "svd.singular_values" in run.results.arrays}
+    spectra = {label: r.arrays["svd.singular_values"] for label, r in runs.items() if "svd.singular_values" in r.arrays}
     if spectra:
         out["singular_values"] = fig_singular_values(spectra, title="Singular values of A_y by run")
     return out

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from PIL import Image
 from wandb_records import offline_run
 
-from analysis.comparison import find_analyses
+from analysis.comparison import compare, find_analyses
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["logger=csv", "callbacks.rich_progress_bar=null", "callbacks.model_summary=null"]
@@ -154,3 +154,24 @@ def test_bad_checkpoints_fail_with_one_clear_message(case, runs, tmp_path):
     message = {"missing": "does not exist", "wrong_mask": "mask size 64", "no_mode": "needs exactly one of ckpt_path"}[case]
     assert [line for line in output.splitlines() if "ERROR" in line] == [line for line in output.splitlines() if message in line]
     assert not (tmp_path / "out" / "analysis").exists()
+
+
+def test_seeds_of_one_setting_are_grouped_with_their_spread(runs, tmp_path):
+    """Runs that differ only by seed are one setting in settings.csv (mean, std over the seeds) and
+    one line with a band in phi_p.png; labels carry only the overrides that tell runs apart."""
+    jobs = [(runs[0], ["experiment=smoke", "mask=center64", "seed=0"]), (runs[0], ["experiment=smoke", "mask=center64", "seed=1"]),
+            (runs[1], ["experiment=smoke", "mask=center16", "seed=0", "logger=csv"])]
+    for n, (source, overrides) in enumerate(jobs):
+        shutil.copytree(source / "analysis", tmp_path / "sweep" / str(n) / "analysis")
+        (tmp_path / "sweep" / str(n) / ".hydra").mkdir()
+        (tmp_path / "sweep" / str(n) / ".hydra" / "overrides.yaml").write_text(json.dumps(overrides))  # JSON is YAML
+    comparison = compare([tmp_path / "sweep"])
+    assert comparison.keys == ["mask", "seed"]  # experiment= is common to all, logger= says nothing of the run
+    assert [run.label for run in comparison.runs] == ["mask=center64 seed=0", "mask=center64 seed=1", "mask=center16 seed=0"]
+    assert {s: len(r) for s, r in comparison.settings.items()} == {"mask=center64": 2, "mask=center16": 1}
+    comparison.write(tmp_path / "comparison")
+    rows = {row["setting"]: row for row in read_csv(tmp_path / "comparison" / "settings.csv")}
+    psnr = json.loads((runs[0] / "analysis" / "summary.json").read_text())["metrics"]["psnr"]
+    assert float(rows["mask=center64"]["psnr_mean"]) == psnr and float(rows["mask=center64"]["psnr_std"]) == 0.0  # one run, twice
+    assert rows["mask=center16"]["runs"] == "1" and rows["mask=center16"]["psnr_std"] == ""  # no spread from one run
+    assert len(read_csv(tmp_path / "comparison" / "runs.csv")) == 3
