@@ -116,6 +116,7 @@ def analyse_checkpoints(cfg: DictConfig, settings: AnalysisSettings, out: Path) 
 
 
 def check_model_fits(model: InpaintingModule, path: Path, mask_size: int | None, image_size: int) -> None:
+    """The checkpoint's mask is the one asked for (``mask_size``, if any) and it takes the data's images."""
     size = model.hparams.mask_size
     if mask_size is not None and size != mask_size:
         raise InpaintError(f"checkpoint '{path}' has mask size {size}, but mask_size={mask_size} was asked for: drop mask_size or pass the right checkpoint.")
