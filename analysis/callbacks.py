@@ -13,6 +13,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from analysis.figures import run_figures, save_all, to_rgb_array
+from analysis.findings import table
 from analysis.report import AnalysisSettings, analyse
 from analysis.results import ARRAYS, SUMMARY, Results
 from inpaint.data import ImageDataModule, to_float
@@ -51,13 +52,15 @@ class HoldoutAnalysis(L.Callback):
         save_all(figures, folder)
         log_results(trainer.loggers, results, figures, folder, trainer.global_step)
         log.info("Analyses written to %s in %.1f s", folder, time.perf_counter() - start)
+        if results.summary.get("findings"):
+            log.info("Findings (verdict, claim, value [95 %% interval] vs threshold):\n%s", table(results.summary["findings"]))
 
 
 def log_results(loggers: list[Logger], results: Results, figures: Mapping, folder: Path, step: int) -> None:
     """Every figure to every image-capable logger (``analysis/<figure>``) and the headline numbers
     as metrics to all; to W&B also the curves as tables with line charts (so sweep runs overlay in
-    its UI), the headline numbers in the run summary, and ``summary.json`` / ``results.npz`` as
-    files of the run."""
+    its UI), the findings as a table, the headline numbers in the run summary, and ``summary.json`` /
+    ``results.npz`` as files of the run."""
     for name, figure in figures.items():
         log_image(loggers, f"analysis/{name}", to_rgb_array(figure), step)
     metrics = headline(results.summary)
@@ -70,6 +73,11 @@ def log_results(loggers: list[Logger], results: Results, figures: Mapping, folde
             for key, (columns, rows, x, y, stroke) in curve_tables(results.summary).items():
                 table = wandb.Table(columns=columns, data=rows)
                 run.log({key: table, f"{key}_chart": wandb.plot.line(table, x, y, stroke=stroke, title=key)})
+            if results.summary.get("findings"):
+                columns = ["id", "claim", "value", "low", "high", "direction", "threshold", "verdict", "authors"]
+                rows = [[e["id"], e["claim"], e["value"], *(e["interval"] or [None, None]), e["direction"], e["threshold"],
+                         e["verdict"], e["authors"]] for e in results.summary["findings"]]
+                run.log({"analysis/findings": wandb.Table(columns=columns, data=rows)})
             run.summary.update(metrics)
             for path in (folder / SUMMARY, folder / ARRAYS):
                 run.save(str(path), base_path=str(folder.parent), policy="now")

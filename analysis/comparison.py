@@ -5,12 +5,14 @@ they hold; :func:`compare` loads them, labels each run by the overrides that dis
 the others (its ``.hydra/overrides.yaml``, or what ``analyze.py`` recorded in the summary), groups
 runs that differ only by ``seed`` into one setting, and tabulates the headline numbers.
 :meth:`Comparison.write` writes ``runs.csv`` (one row per run), ``settings.csv`` (mean, standard
-deviation and count per setting) and the comparison figures (``analysis.figures.comparison_figures``).
+deviation and count per setting), the comparison figures (``analysis.figures.comparison_figures``)
+and, when mask sizes differ, the cross-run findings (``findings.json``, ``findings.png``).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -19,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from analysis.figures import comparison_figures, save_all
+from analysis.figures import comparison_figures, fig_findings, save_all
+from analysis.findings import cross_run_findings
 from analysis.jacobian import AUTHORS_P
 from analysis.results import SUMMARY, Results, load_results
 from inpaint.errors import InpaintError
@@ -82,7 +85,13 @@ class Comparison:
         written = [_write_csv(folder / "runs.csv", self.rows()), _write_csv(folder / "settings.csv", self.setting_rows())]
         runs = {run.label: run.results for run in self.runs}
         settings = {setting: [run.label for run in group] for setting, group in self.settings.items()}
-        return written + save_all(comparison_figures(runs, settings), folder)
+        figures = comparison_figures(runs, settings)
+        cross_run = cross_run_findings(list(runs.values()))
+        if cross_run:
+            (folder / "findings.json").write_text(json.dumps(cross_run, indent=2))
+            written.append(folder / "findings.json")
+            figures["findings"] = fig_findings(cross_run)
+        return written + save_all(figures, folder)
 
 
 def _write_csv(path: Path, rows: list[dict]) -> Path:

@@ -471,6 +471,38 @@ def fig_centroids(offsets: Mapping[str, tuple[float, float]], pixels: Mapping[st
     return fig
 
 
+VERDICT_COLOURS = {"holds": "#2a9d3f", "fails": "#d1372b", "inconclusive": "0.55"}
+
+
+def fig_findings(entries: Sequence[Mapping]) -> Figure:
+    """The paper's claims tested (``analysis.findings``): one row per claim, its value (dot) and 95 %
+    interval (bar) against its threshold (dashed), coloured by the verdict, each row on its own scale;
+    the authors' CelebA value as a diamond where they give one."""
+    fig = _figure("Findings: value, 95 % interval, threshold", (9.0, 0.62 * len(entries) + 1.3))
+    axes = fig.subplots(len(entries), 1, squeeze=False)[:, 0]
+    for ax, entry in zip(axes, entries):
+        colour = VERDICT_COLOURS[entry["verdict"]]
+        value, threshold = entry["value"], entry["threshold"]
+        points = [value, threshold] + list(entry["interval"] or []) + ([entry["authors"]] if entry["authors"] is not None else [])
+        points = [p for p in points if p is not None and np.isfinite(p)]
+        if entry["interval"] and all(p is not None and np.isfinite(p) for p in entry["interval"]):
+            ax.plot(entry["interval"], [0, 0], color=colour, linewidth=6, solid_capstyle="butt", alpha=0.6)
+        ax.plot([value], [0], "o", color=colour, markersize=8)
+        if entry["authors"] is not None:
+            ax.plot([entry["authors"]], [0], "D", color="black", markersize=6, markerfacecolor="none")
+        ax.axvline(threshold, color="0.2", linestyle="--", linewidth=1.2)
+        span = (max(points) - min(points)) or abs(threshold) or 1.0
+        ax.set_xlim(min(points) - 0.15 * span, max(points) + 0.15 * span)
+        ax.set_yticks([])
+        ax.tick_params(axis="x", labelsize=SMALL - 2)
+        ax.set_ylabel(entry["id"], rotation=0, ha="right", va="center", fontsize=SMALL)
+        ax.text(1.01, 0.5, f"{entry['verdict']} ({entry['direction']} {threshold:.3g})", transform=ax.transAxes,
+                color=colour, fontsize=SMALL, va="center", fontweight="bold")
+        for side in ("top", "right", "left"):
+            ax.spines[side].set_visible(False)
+    return fig
+
+
 def run_figures(results: Results) -> dict[str, Figure]:
     """Every figure of one analysis, drawn from its :class:`~analysis.results.Results` alone (the
     run's own, or those loaded back by ``load_results``), keyed by the PNG's name."""
@@ -522,6 +554,8 @@ def run_figures(results: Results) -> dict[str, Figure]:
         {label: dict(zip(names, arrays["jacobian.weight_maps_colour"])), "biharmonic": biharmonic}, located, masks,
         title="Input-pixel weights (colour: all channels)", log=True,
     )
+    if summary.get("findings"):
+        out["findings"] = fig_findings(summary["findings"])
     out["centroids"] = fig_centroids({name: tuple(v) for name, v in jac["centroid_offset"].items()}, pixels, mask, background)
     if "svd" in jac:
         svd = jac["svd"]

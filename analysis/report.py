@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from analysis.baselines import BASELINES, biharmonic_weight_maps, compare_baselines, hole_metrics
+from analysis.findings import findings
 from analysis.jacobian import (
     AUTHORS_P,
     centroid_offset,
@@ -30,7 +31,7 @@ from analysis.jacobian import (
     spectrum_stats,
     weight_map,
 )
-from analysis.pca import crop_vectors, fit_pca, psnr, to_vectors
+from analysis.pca import abs_cosine, crop_vectors, fit_pca, psnr, to_vectors
 from analysis.pca import summary as pca_summary
 from analysis.results import Results
 from inpaint.data import to_float
@@ -53,10 +54,16 @@ class AnalysisSettings:
         baselines: classical methods run on the same holdout images and hole.
         baseline_images: how many holdout images the baselines run on (biharmonic costs ~30 ms each).
         jacobian_images: images whose named-pixel Jacobian rows, phi_p, centroids and grid are
-            measured (averaged), and whose A_y y = f(y) is checked.
+            measured (averaged, and kept per image for the findings' intervals), and whose
+            A_y y = f(y) is checked (about 1.5 s an image at the demo's width on 2 CPU cores).
         svd: A_y of the first image, as its two halves through the code, and its exact spectrum
             (seconds at the demo's width, about a minute and a half at paper width on 2 CPU cores).
         ps: the p of the phi_p curves (the authors' p are always added).
+        pca_resamples: bootstrap resamples of the holdout crops on which both PCAs are fitted again,
+            for the interval of the eigenvector similarity (0: none); each costs two PCA fits
+            (about 1 s for 1,000 crops of 64 x 64 on 2 CPU cores).
+        resamples, seed: bootstrap resamples of the per-image statistics for the findings'
+            intervals, and the seed that makes them reproducible.
     """
 
     max_images: int | None = None
@@ -66,9 +73,12 @@ class AnalysisSettings:
     examples: int = 5
     baselines: tuple[str, ...] = ("mean", "telea", "ns", "biharmonic")
     baseline_images: int = 200
-    jacobian_images: int = 4
+    jacobian_images: int = 16
     svd: bool = True
     ps: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(21))
+    pca_resamples: int = 20
+    resamples: int = 2000
+    seed: int = 0
 
     def __post_init__(self) -> None:
         """Refuse, with one :class:`InpaintError`, any value no analysis can run with, so that
@@ -76,7 +86,8 @@ class AnalysisSettings:
         def whole(value: object, least: int) -> bool:
             return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
-        for name, least in (("examples", 1), ("baseline_images", 1), ("jacobian_images", 1)):
+        for name, least in (("examples", 1), ("baseline_images", 1), ("jacobian_images", 1), ("pca_resamples", 0),
+                            ("resamples", 10), ("seed", 0)):
             if not whole(getattr(self, name), least):
                 raise InpaintError(f"analysis.{name} must be an integer >= {least}, not {getattr(self, name)!r}.")
         if self.max_images is not None and not whole(self.max_images, 2):
@@ -204,6 +215,8 @@ def _analyse(generator: ContextEncoder, batches: Iterable[torch.Tensor], setting
     _global(results, held, settings)
     lap("pca")
     _local(results, generator, originals[: settings.jacobian_images], settings, lap)
+    summary["findings"] = findings(results, settings.resamples, settings.seed)
+    lap("findings")
     summary["seconds"] = seconds
     results.summary = _finite(results.summary)
     return results
@@ -223,6 +236,20 @@ def _global(results: Results, held: _Holdout, settings: AnalysisSettings) -> Non
     top = min(10, pca_o.rank, pca_r.rank)
     projection_ks = [k for k in settings.projection_ks if k <= pca_o.rank]
     projections = [pca_o.project(predicted[:n], k, centred=True) for k in projection_ks]
+    k10 = min(10, pca_o.rank)
+    coefficients = (predicted.to(pca_o.mean.device).double() @ pca_o.components(k10)).norm(dim=1)
+    results.arrays |= {  # per holdout image, for the findings' intervals
+        "pca.energy_originals": _array(originals.double().square().sum(1)),
+        "pca.energy_reconstructions": _array(predicted.double().square().sum(1)),
+        "pca.deviation_originals": _array((originals.double() - pca_o.mean.cpu()).square().sum(1)),
+        "pca.deviation_reconstructions": _array((predicted.double() - pca_r.mean.cpu()).square().sum(1)),
+        "pca.energy_captured_10": _array(coefficients.cpu() / predicted.double().norm(dim=1)),
+        "pca.reconstruction_psnr": _array(psnr(predicted, originals)),
+        "pca.psnr_ks": np.array(ks, dtype=np.int64),
+        "pca.projection_psnr": _array(torch.stack([psnr(pca_o.project(predicted, k, centred=True).cpu(), originals) for k in ks]))
+        if ks else np.zeros((0, len(originals))),
+        "pca.abs_cosine_bootstrap": _pca_bootstrap(originals, predicted, top, settings),
+    }
     results.arrays |= {
         "pca.components_originals": _array(pca_o.components(top)),
         "pca.components_reconstructions": _array(pca_r.components(top)),
@@ -231,6 +258,19 @@ def _global(results: Results, held: _Holdout, settings: AnalysisSettings) -> Non
         "pca.projection_ks": np.array(projection_ks, dtype=np.int64),
         "pca.projections": _array(torch.stack(projections)) if projections else np.zeros((0, n, pca_o.dim)),
     }
+
+
+def _pca_bootstrap(originals: torch.Tensor, predicted: torch.Tensor, top: int, settings: AnalysisSettings) -> np.ndarray:
+    """``[B, top]``: |cos| of the top eigenvectors with both PCAs fitted again on B resamples of the
+    holdout crops (the same images for both sets), for the interval of the eigenvector claim."""
+    generator = torch.Generator().manual_seed(settings.seed)
+    rows = []
+    for _ in range(settings.pca_resamples):
+        pick = torch.randint(len(originals), (len(originals),), generator=generator)
+        a, b = fit_pca([originals[pick]]), fit_pca([predicted[pick]])
+        k = min(top, a.rank, b.rank)
+        rows.append(np.pad(_array(abs_cosine(a, b, k)), (0, top - k), constant_values=np.nan))
+    return np.array(rows, dtype=np.float64).reshape(len(rows), top)
 
 
 def _local(
@@ -281,6 +321,10 @@ def _local(
     acting = maps_colour.clone()  # weights on the hole act on zeros: leave them out of the centroid
     acting[..., mask.hole, mask.hole] = 0
     centroid = {name: centroid_offset(acting[:, k].mean(0), pixels[name], mask.start) for k, name in enumerate(names)}
+    centroids = [[centroid_offset(acting[j, k], pixels[name], mask.start) for k, name in enumerate(names)] for j in range(len(acting))]
+    grids = [[grid_period(maps0[j, k]) for k in range(len(names))] for j in range(len(maps0))]
+    strongest = [[max((g["power_fraction_rows"], g["period_rows"]), (g["power_fraction_cols"], g["period_cols"]))
+                  for g in row] for row in grids]  # (power fraction, period) of the stronger axis
     results.summary["jacobian"] = {
         "images": len(images),
         "pixels": pixels,
@@ -301,6 +345,10 @@ def _local(
         "jacobian.weight_maps_colour": _array(maps_colour[0]),
         **{f"jacobian.phi_p_{d}": _array(values) for d, values in per_image.items()},
         "biharmonic.weight_maps": _array(biharmonic_maps),
+        "jacobian.centroid_offsets": np.array(centroids, dtype=np.float64),  # [J, 4, (rows, cols)]
+        "jacobian.grid_power_fraction": np.array([[f for f, _ in row] for row in strongest], dtype=np.float64),  # [J, 4]
+        "jacobian.grid_period": np.array([[p for _, p in row] for row in strongest], dtype=np.float64),  # [J, 4]
+        "jacobian.linearity_error": np.array([max(f, r) for f, r in zip(forward_mode, reverse_mode)], dtype=np.float64),
     }
     lap("jacobian_rows")
     if settings.svd:

@@ -17,7 +17,7 @@ from tolerances import rel_tol
 FIGURES = {
     "F1_inpainting", "F2_phi_window", "F3_eigenimages", "F4_abs_cosine", "F5_projections", "F6_energy_captured",
     "F7_total_energy", "F8_phi_curves", "F9_phi_by_mask", "F10_weight_maps", "F10_weight_maps_colour",
-    "baselines", "projection_psnr", "phi_vs_biharmonic", "centroids", "svd_spectrum", "svd_vectors",
+    "baselines", "projection_psnr", "phi_vs_biharmonic", "centroids", "svd_spectrum", "svd_vectors", "findings",
 }
 
 
@@ -41,11 +41,11 @@ def test_every_figure_and_a_json_summary(analysis, tmp_path):
     written = save_all(run_figures(analysis), tmp_path)
     assert {p.stem for p in written} == FIGURES and all(p.stat().st_size > 5000 for p in written)
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert {"mask_size", "holdout_images", "metrics", "baselines", "pca", "jacobian", "biharmonic_phi_p"} <= set(summary)
+    assert {"mask_size", "holdout_images", "metrics", "baselines", "pca", "jacobian", "biharmonic_phi_p", "findings"} <= set(summary)
     assert summary["holdout_images"] == 24 and summary["mask_size"] == 16
     assert set(summary["baselines"]) == {"mean", "telea", "ns", "biharmonic"}
     assert {"eigenvalues", "abs_cosine", "energy_captured", "total_energy"} <= set(summary["pca"])
-    phases = ["holdout_pass", "baselines", "pca", "jacobian_rows", "jacobian_factors", "svd"]
+    phases = ["holdout_pass", "baselines", "pca", "jacobian_rows", "jacobian_factors", "svd", "findings"]
     assert list(summary["seconds"]) == phases
     assert all(t >= 0 for t in summary["seconds"].values())  # timed, however fast the machine
     jac = summary["jacobian"]
@@ -113,3 +113,14 @@ def test_results_are_read_without_pickles(analysis, tmp_path):
     (tmp_path / "results.npz").unlink()
     with pytest.raises(InpaintError, match="results.npz is missing"):
         load_results(tmp_path)
+
+
+def test_findings_are_in_every_summary_with_a_verdict(analysis):
+    from analysis.findings import CLAIMS
+
+    entries = {e["id"]: e for e in analysis.summary["findings"]}
+    assert list(entries) == [c.id for c in CLAIMS]
+    # the per-image values behind the intervals are kept: one per analysed image (2 here)
+    assert analysis.arrays["jacobian.centroid_offsets"].shape == (2, 4, 2)
+    assert analysis.arrays["pca.energy_captured_10"].shape == (24,)
+    assert entries["exactly_linear"]["verdict"] == ("holds" if analysis.summary["bias_free"] else "fails")

@@ -73,9 +73,9 @@ def test_smoke_run_leaves_checkpoints_samples_and_an_offline_wandb_run(tmp_path)
     media = tmp_path / "wandb"
     assert len(list(media.glob("offline-run-*/files/media/images/samples/*.png"))) == 1
     figures = {p.stem for p in (tmp_path / "analysis").glob("*.png")}
-    assert len(figures) == 17 and (tmp_path / "analysis" / "summary.json").is_file()
+    assert len(figures) == 18 and (tmp_path / "analysis" / "summary.json").is_file()
     logged = list(media.glob("offline-run-*/files/media/images/analysis/*.png"))
-    assert {p.name.split("_")[0] for p in logged} == {f.split("_")[0] for f in figures} and len(logged) == 17
+    assert {p.name.split("_")[0] for p in logged} == {f.split("_")[0] for f in figures} and len(logged) == 18
     assert "holdout/psnr" in result.stdout
     # the offline W&B run as `wandb sync` would upload it: curves as tables with line charts (so runs
     # overlay in the UI), the headline numbers in the summary, the results files with the run
@@ -91,6 +91,9 @@ def test_smoke_run_leaves_checkpoints_samples_and_an_offline_wandb_run(tmp_path)
         assert (chart["panel_config"]["fieldSettings"]["x"], chart["panel_config"]["fieldSettings"]["y"]) == (x, y)
         (table,) = (wandb_run["folder"] / "files" / "media" / "table" / "analysis").glob(f"{key}_[0-9]*.table.json")
         assert json.loads(table.read_text())["columns"][:2] == [x, y]
+    (table,) = (wandb_run["folder"] / "files" / "media" / "table" / "analysis").glob("findings_[0-9]*.table.json")
+    assert [row[0] for row in json.loads(table.read_text())["data"]] == [f["id"] for f in summary["findings"]]
+    assert "Findings (verdict, claim, value [95 % interval] vs threshold):" in result.stdout + result.stderr  # the log's block
     files = wandb_run["folder"] / "files" / "analysis"
     assert (files / "summary.json").read_bytes() == (tmp_path / "analysis" / "summary.json").read_bytes()
     assert (files / "results.npz").read_bytes() == (tmp_path / "analysis" / "results.npz").read_bytes()

@@ -1,0 +1,288 @@
+"""The paper's claims, tested on one run's saved results (and across runs): a value, a 95 %
+interval, a threshold and a verdict for each.
+
+Every claim is one entry of :data:`CLAIMS` (single run) or :data:`CROSS_RUN_CLAIMS` (a comparison):
+an id, the claim in one sentence, how its statistic is computed, the threshold it must clear, the
+authors' CelebA value where they give one, and a function of the results. Intervals are
+percentile bootstraps over the analysed images (seeded, so reproducible): the per-image values are
+kept in ``results.npz``. The verdict is ``holds`` when the whole interval lies on the claim's side
+of the threshold, ``fails`` when it lies on the other side, ``inconclusive`` when it straddles it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from analysis.jacobian import AUTHORS_P
+from analysis.results import Results
+
+HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """What a claim's function returns: the value, per-image values and the statistic of a
+    resample of them (for the bootstrap), or an interval computed otherwise, or a note saying
+    why there is none."""
+
+    value: float
+    samples: Sequence[np.ndarray] = ()  # arrays whose first axis is the image; resampled together
+    statistic: Callable[..., float] | None = None  # of the resampled arrays
+    interval: tuple[float, float] | None = None
+    note: str = ""
+    every: bool = False  # the statistic is a vector, the claim holds for every entry (see bootstrap_every)
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    claim: str
+    statistic: str
+    threshold: float
+    above: bool  # the claim holds when the statistic is above the threshold (else below)
+    measure: Callable[..., Measure | None]  # of the results (or the runs), None: not measurable here
+    authors: float | None = None
+
+
+def bootstrap(samples: Sequence[np.ndarray], statistic: Callable[..., float], resamples: int = 2000,
+              seed: int = 0) -> tuple[float, float]:
+    """The 95 % percentile interval of ``statistic(*samples)`` over ``resamples`` draws of the
+    images (the first axis, the same draw for every array) with replacement."""
+    n = len(samples[0])
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(*(a[pick] for a in samples)) for pick in rng.integers(0, n, (resamples, n))])
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return float("nan"), float("nan")
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def bootstrap_every(samples: Sequence[np.ndarray], statistic: Callable[..., np.ndarray], resamples: int = 2000,
+                    seed: int = 0) -> tuple[float, float]:
+    """For a claim that must hold for every entry of a vector statistic (every pixel and p): the 95 %
+    percentile interval of each entry, then (smallest lower bound, smallest upper bound). So the
+    verdict holds when every entry's interval clears the threshold, fails when one entry's lies below
+    it, and is inconclusive otherwise; the minimum's own bootstrap would be biased low when entries tie."""
+    n = len(samples[0])
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(*(a[pick] for a in samples)) for pick in rng.integers(0, n, (resamples, n))])
+    low, high = np.percentile(values, [2.5, 97.5], axis=0)
+    return float(low.min()), float(high.min())
+
+
+def verdict(interval: tuple[float, float] | None, value: float, threshold: float, above: bool) -> str:
+    low, high = interval if interval is not None else (value, value)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return INCONCLUSIVE
+    if not above:
+        low, high, threshold = -high, -low, -threshold
+    return HOLDS if low > threshold else FAILS if high < threshold else INCONCLUSIVE
+
+
+def evaluate(claims: Sequence[Claim], *inputs, resamples: int = 2000, seed: int = 0) -> list[dict]:
+    """One JSON-ready entry per claim that can be measured on ``inputs``."""
+    out = []
+    for claim in claims:
+        measured = claim.measure(*inputs)
+        if measured is None:
+            continue
+        interval, note = measured.interval, measured.note
+        if interval is None and measured.statistic is not None:
+            interval = (bootstrap_every if measured.every else bootstrap)(measured.samples, measured.statistic, resamples, seed)
+            n = len(measured.samples[0])
+            note = note or f"percentile bootstrap over the {n} analysed images, {resamples} resamples, seed {seed}" + (
+                "; for every pixel and p: from the smallest lower to the smallest upper bound of their intervals" if measured.every else "")
+        value = float(measured.value)
+        out.append({
+            "id": claim.id, "claim": claim.claim, "statistic": claim.statistic, "value": value,
+            "interval": list(interval) if interval is not None else None, "interval_note": note,
+            "threshold": claim.threshold, "direction": ">" if claim.above else "<",
+            "verdict": verdict(interval, value, claim.threshold, claim.above), "authors": claim.authors,
+        })
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# single-run claims: functions of one run's Results
+
+def _phi(results: Results, definition: str = "code") -> tuple[np.ndarray, dict[str, int], list[int]]:
+    """Per-image phi_p ``[J, 4, P]``, the pixels' rows, and the columns of the authors' p."""
+    jac = results.summary["jacobian"]
+    rows = {name: k for k, name in enumerate(jac["pixels"])}
+    return results.arrays[f"jacobian.phi_p_{definition}"], rows, [jac["p"].index(p) for p in AUTHORS_P]
+
+
+def _eigenvectors(results: Results) -> Measure | None:
+    cos = results.summary["pca"]["abs_cosine"][:5]
+    replicates = results.arrays.get("pca.abs_cosine_bootstrap")
+    if replicates is None or not len(replicates):
+        return Measure(float(np.mean(cos)), note="no interval: analysis.pca_resamples=0 (each resample refits both PCAs)")
+    values = np.nanmean(replicates[:, :5], axis=1)
+    low, high = np.percentile(values, [2.5, 97.5])
+    return Measure(float(np.mean(cos)), interval=(float(low), float(high)),
+                   note=f"percentile bootstrap: both PCAs refitted on {len(values)} resamples of the holdout crops")
+
+
+def _variance_ratio(results: Results) -> Measure:
+    o, r = results.arrays["pca.deviation_originals"], results.arrays["pca.deviation_reconstructions"]
+    return Measure(float(r.sum() / o.sum()), (o, r), lambda o, r: r.sum() / o.sum(),
+                   note="percentile bootstrap over the holdout images (the means kept fixed)")
+
+
+def _top10(results: Results) -> Measure:
+    ec = results.arrays["pca.energy_captured_10"]
+    return Measure(float(ec.mean()), (ec,), np.mean, note="percentile bootstrap over the holdout images (the components kept fixed)")
+
+
+def _projection(results: Results) -> Measure | None:
+    projected, raw = results.arrays["pca.projection_psnr"], results.arrays["pca.reconstruction_psnr"]
+    if not len(projected):
+        return None
+    gain = (projected - raw).T  # [N, K]
+    return Measure(float(gain.mean(0).max()), (gain,), lambda g: g.mean(0).max(),
+                   note="percentile bootstrap over the holdout images (the components kept fixed)")
+
+
+def _outer_vs_centre(results: Results) -> Measure:
+    phi, row, ps = _phi(results)
+    diffs = np.stack([phi[:, row[name], ps] - phi[:, row["centre"], ps] for name in ("corner", "edge")], axis=1)  # [J, 2, 4]
+    return Measure(float(diffs.mean(0).min()), (diffs,), lambda d: d.mean(0).ravel(), every=True)
+
+
+def _edge_vs_corner(results: Results) -> Measure:
+    phi, row, ps = _phi(results)
+    diff = (phi[:, row["edge"], ps] - phi[:, row["corner"], ps]).mean(1)
+    return Measure(float(diff.mean()), (diff,), np.mean)
+
+
+def _neck(results: Results) -> Measure:
+    rows = results.arrays["jacobian.centroid_offsets"][:, list(results.summary["jacobian"]["pixels"]).index("centre"), 0]
+    return Measure(float(rows.mean()), (rows,), np.mean)
+
+
+def _grid(results: Results) -> Measure:
+    power = results.arrays["jacobian.grid_power_fraction"][:, list(results.summary["jacobian"]["pixels"]).index("centre")]
+    return Measure(float(power.mean()), (power,), np.mean)
+
+
+def _diffusion(results: Results) -> Measure:
+    phi, row, ps = _phi(results, "hole")
+    biharmonic = results.summary["biharmonic_phi_p"]["hole"]
+    names = ("corner", "edge", "centre")
+    reference = np.array([[biharmonic[name][p] for p in ps] for name in names], dtype=np.float64)  # [3, 4]
+    gap = (reference[None] - np.stack([phi[:, row[name], ps] for name in names], axis=1)).mean((1, 2))  # [J]
+    return Measure(float(gap.mean()), (gap,), np.mean)
+
+
+def _linear(results: Results) -> Measure | None:
+    errors = results.arrays["jacobian.linearity_error"]
+    return Measure(float(errors.max()), interval=None,
+                   note="no interval: the largest error over the analysed images, compared with float32's rounding")
+
+
+def linearity_tolerance(image_size: int = 128) -> float:
+    """float32 rounding of A_y y's sums over the 3 x S x S inputs: 16 eps sqrt(terms)."""
+    return 16 * FLOAT32_EPS * float(np.sqrt(3 * image_size * image_size))
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("eigenvectors_match", "The reconstructions' leading eigenvectors match the originals'.",
+          "mean |cos| between the i-th eigenvectors of originals and reconstructions, i = 1..5", 0.8, True, _eigenvectors),
+    Claim("less_energy", "The reconstructions have less variance than the originals.",
+          "total variance of the reconstructions / that of the originals (m x m crops)", 1.0, False, _variance_ratio, 0.857),
+    Claim("top10_capture", "The top 10 principal components of the originals capture most of the reconstructions' energy.",
+          "mean over holdout images of the uncentred EC_10 (equation 9)", 0.9, True, _top10, 0.976),
+    Claim("projection_less_distortion", "Projected on the originals' principal components, the reconstructions are closer "
+          "to the originals for some k.", "max over k of the mean PSNR gain (dB) of the centred projection on k components "
+          "over the raw reconstruction", 0.0, True, _projection),
+    Claim("outer_more_local", "Corner and edge output pixels are more local than the centre at every p.",
+          "min over corner, edge and the authors' p (0.1, 0.25, 0.35, 0.5) of mean phi_p(pixel) - phi_p(centre), authors' code "
+          "definition", 0.0, True, _outer_vs_centre, 0.026),  # from their table: corner - centre at p = 0.5
+    Claim("edge_more_local_than_corner", "The edge output pixel is more local than the corner.",
+          "mean over images and the authors' p of phi_p(edge) - phi_p(corner)", 0.0, True, _edge_vs_corner, 0.035),
+    Claim("neck", "The centre output pixel weighs the region below it more (the \"neck\").",
+          "mean row offset (pixels, > 0: below) of the centroid of the centre pixel's |weight map| outside the hole", 0.0, True,
+          _neck),
+    Claim("faint_grid", "The weight maps carry a faint grid.",
+          "mean share of the residual power at the strongest period of the centre pixel's channel-0 map (flat: ~2/S; a planted "
+          "30 % grid: ~0.3)", 0.1, True, _grid),
+    Claim("less_local_than_diffusion", "The CNN is less local than diffusion (the biharmonic operator).",
+          "mean over corner, edge, centre and the authors' p of phi_p(biharmonic) - phi_p(CNN), both from the hole's edge "
+          "(the definition defined for both)", 0.0, True, _diffusion),
+    Claim("exactly_linear", "The network is exactly linear at each analysed input: A_y y = f(y).",
+          "max over analysed images of ||A_y y - f(y)|| / ||f(y)||", linearity_tolerance(), False, _linear),
+)
+
+
+def findings(results: Results, resamples: int = 2000, seed: int = 0) -> list[dict]:
+    """The single-run claims on ``results``, each with the authors' value where they give one for
+    this mask (their numbers are for the 64 mask on CelebA)."""
+    entries = evaluate(CLAIMS, results, resamples=resamples, seed=seed)
+    if results.summary["mask_size"] != 64:
+        for entry in entries:
+            entry["authors"] = None
+    return entries
+
+
+# ---------------------------------------------------------------------------------------------
+# cross-run claims: functions of {mask size: [Results]}
+
+def _pooled(by_mask: Mapping[int, Sequence[Results]], m: int, key: str) -> np.ndarray:
+    return np.concatenate([r.arrays[key] for r in by_mask[m]])
+
+
+def _smaller_mask_centre(by_mask: Mapping[int, Sequence[Results]]) -> Measure | None:
+    if not {16, 64} <= set(by_mask):
+        return None
+    _, row, ps = _phi(by_mask[16][0])
+    a, b = (np.concatenate([_phi(r)[0][:, row["centre"]][:, ps] for r in by_mask[m]]).mean(1) for m in (16, 64))
+    return Measure(float(a.mean() - b.mean()), interval=_two_sample(a, b, np.random.default_rng(0)),
+                   note="percentile bootstrap, each mask's images resampled on their own, 2000 resamples, seed 0")
+
+
+def _grid_grows(by_mask: Mapping[int, Sequence[Results]]) -> Measure | None:
+    if not {16, 64} <= set(by_mask):
+        return None
+    centre = list(by_mask[16][0].summary["jacobian"]["pixels"]).index("centre")
+    a, b = (_pooled(by_mask, m, "jacobian.grid_period")[:, centre] for m in (64, 16))
+    return Measure(float(a.mean() - b.mean()), interval=_two_sample(a, b, np.random.default_rng(0)),
+                   note="percentile bootstrap, each mask's images resampled on their own, 2000 resamples, seed 0")
+
+
+def _two_sample(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, resamples: int = 2000) -> tuple[float, float]:
+    diffs = [a[rng.integers(0, len(a), len(a))].mean() - b[rng.integers(0, len(b), len(b))].mean() for _ in range(resamples)]
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return float(low), float(high)
+
+
+CROSS_RUN_CLAIMS: tuple[Claim, ...] = (
+    Claim("smaller_mask_more_local", "The 16 mask's centre pixel is more local than the 64 mask's.",
+          "mean over the authors' p of phi_p(centre) at m = 16 minus at m = 64 (runs of one mask size pooled)", 0.0, True,
+          _smaller_mask_centre, 0.195),
+    Claim("grid_grows_with_mask", "The weight maps' grid period grows with the mask size.",
+          "mean period (pixels) of the centre pixel's grid at m = 64 minus at m = 16", 0.0, True, _grid_grows),
+)
+
+
+def cross_run_findings(runs: Sequence[Results]) -> list[dict]:
+    """The cross-run claims on runs of several mask sizes (none when the sizes do not differ)."""
+    by_mask: dict[int, list[Results]] = {}
+    for results in runs:
+        if "jacobian.grid_period" in results.arrays:  # results saved before the findings lack the per-image values
+            by_mask.setdefault(results.summary["mask_size"], []).append(results)
+    return evaluate(CROSS_RUN_CLAIMS, by_mask)
+
+
+def table(entries: Sequence[dict]) -> str:
+    """The findings as a few lines of text, for the log at the end of a run."""
+    lines = []
+    for e in entries:
+        interval = "[{:.4g}, {:.4g}]".format(*e["interval"]) if e["interval"] else "(no interval)"
+        authors = f"  authors {e['authors']:.3g}" if e["authors"] is not None else ""
+        lines.append(f"{e['verdict']:>12}  {e['id']:<28} {e['value']:.4g} {interval} {e['direction']} {e['threshold']:.3g}{authors}")
+    return "\n".join(lines)
