@@ -25,6 +25,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from analysis.comparison import compare, find_analyses
 from analysis.figures import run_figures, save_all
+from analysis.findings import findings
 from analysis.report import AnalysisSettings, analyse
 from analysis.results import load_results
 from inpaint.checks import check_data, check_writable
@@ -124,13 +125,16 @@ def check_model_fits(model: InpaintingModule, path: Path, mask_size: int | None,
         raise InpaintError(f"checkpoint '{path}' takes {model.hparams.image_size}px images, the data gives {image_size}px: set image_size={model.hparams.image_size}.")
 
 
-def replot(source: str, out: Path) -> None:
+def replot(source: str, out: Path, settings: AnalysisSettings) -> None:
     """Every figure of the run at ``source`` from its saved results, with its results, into
-    ``out/analysis/`` (a sub-folder each when it holds several analyses)."""
+    ``out/analysis/`` (a sub-folder each when it holds several analyses). The findings are evaluated
+    again from the saved per-image values, so results of an older version get today's claims."""
     start = time.perf_counter()
     folders = find_analyses([source])
     for folder in folders:
         results = load_results(folder)
+        if "jacobian.linearity_error" in results.arrays:  # per-image values: saved since the findings
+            results.summary["findings"] = findings(results, settings.resamples, settings.seed)
         target = out / "analysis" / folder.name if len(folders) > 1 else out / "analysis"
         results.save(target)
         save_all(run_figures(results), target)
@@ -149,7 +153,7 @@ def run(cfg: DictConfig) -> None:
     check_writable(cfg.paths.output_dir)
     out = Path(cfg.paths.output_dir)
     if cfg.get("replot") is not None:
-        return replot(str(cfg.replot), out)
+        return replot(str(cfg.replot), out, settings)
     if cfg.get("compare") is not None:
         comparison = compare(as_list(cfg.compare))
         comparison.write(out / "comparison")

@@ -33,7 +33,7 @@ from analysis.jacobian import (
 )
 from analysis.pca import abs_cosine, crop_vectors, fit_pca, psnr, to_vectors
 from analysis.pca import summary as pca_summary
-from analysis.results import Results
+from analysis.results import Results, json_ready
 from inpaint.data import to_float
 from inpaint.errors import InpaintError
 from inpaint.models import ContextEncoder
@@ -218,7 +218,7 @@ def _analyse(generator: ContextEncoder, batches: Iterable[torch.Tensor], setting
     summary["findings"] = findings(results, settings.resamples, settings.seed)
     lap("findings")
     summary["seconds"] = seconds
-    results.summary = _finite(results.summary)
+    results.summary = json_ready(results.summary)
     return results
 
 
@@ -370,14 +370,3 @@ def _local(
             "svd.top": _array(top),
         }
         lap("svd")
-
-
-def _finite(value):
-    """JSON has no NaN: None in its place (e.g. phi_p of an all-zero map), recursively."""
-    if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else None
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value

@@ -46,9 +46,20 @@ class Results:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         summary, arrays = folder / SUMMARY, folder / ARRAYS
-        _replace(summary, lambda file: file.write(json.dumps(self.summary, indent=2).encode()))
+        _replace(summary, lambda file: file.write(json.dumps(json_ready(self.summary), indent=2).encode()))
         _replace(arrays, lambda file: np.savez_compressed(file, **self.arrays))
         return [summary, arrays]
+
+
+def json_ready(value):
+    """JSON has no NaN or infinity: None in their place (e.g. phi_p of an all-zero map), recursively."""
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    return value
 
 
 def _replace(path: Path, write) -> None:
