@@ -71,7 +71,7 @@ def free_port() -> int:
 @pytest.mark.slow
 def test_ddp_cpu_smoke_shards_the_data_and_analyses_once(tmp_path):
     """Two gloo processes: each trains on half the batches; one run folder, one set of
-    checkpoints, one analysis (17 figures, logged once), one offline W&B run."""
+    checkpoints, one analysis (18 figures, logged once), one offline W&B run."""
     result = train("experiment=smoke", "trainer=ddp_cpu", f"paths.log_dir={tmp_path}",
                    "callbacks.rich_progress_bar=null")
     runs = list((tmp_path / "smoke" / "runs").iterdir())
@@ -85,12 +85,12 @@ def test_ddp_cpu_smoke_shards_the_data_and_analyses_once(tmp_path):
 
     assert (result.stdout + result.stderr).count("Analyses written to") == 1  # the console of both ranks
     assert "".join(p.read_text() for p in run.glob("*.log")).count("Analyses written to") == 1  # their log files
-    assert len(list((run / "analysis").glob("*.png"))) == 17 and (run / "analysis" / "summary.json").is_file()
+    assert len(list((run / "analysis").glob("*.png"))) == 18 and (run / "analysis" / "summary.json").is_file()
     assert [p.name for p in (run / "samples").iterdir()] == ["epoch_000.png"]
 
     wandb_runs = list((run / "wandb").glob("offline-run-*"))
     assert len(wandb_runs) == 1
-    assert len(list(wandb_runs[0].glob("files/media/images/analysis/*.png"))) == 17
+    assert len(list(wandb_runs[0].glob("files/media/images/analysis/*.png"))) == 18
     assert "holdout/psnr" in result.stdout
 
 
