@@ -23,7 +23,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from analysis.comparison import compare, find_analyses
+from analysis.comparison import compare, find_analyses, read_overrides
 from analysis.figures import run_figures, save_all
 from analysis.findings import findings
 from analysis.report import AnalysisSettings, analyse
@@ -65,8 +65,7 @@ def data_for(ckpt: Path, cfg: DictConfig, command_line: list[str]) -> tuple[Dict
     changes = [item.lstrip("+") for item in command_line if item.lstrip("+").startswith("data.")]
     if changes:
         data = OmegaConf.merge(data, OmegaConf.from_dotlist([c.removeprefix("data.") for c in changes]))
-    overrides = OmegaConf.load(run / ".hydra" / "overrides.yaml") if (run / ".hydra" / "overrides.yaml").is_file() else []
-    return data, image_size, [str(o) for o in overrides]
+    return data, image_size, read_overrides(run) or []
 
 
 def resolve_device(device: str) -> str:

@@ -172,10 +172,14 @@ def run_overrides(analysis_folder: Path, summary: dict) -> dict[str, str]:
     summary, else the run folder's ``.hydra/overrides.yaml`` (empty when there is none)."""
     listed = summary.get("run", {}).get("overrides")
     if listed is None:
-        run_folder = analysis_folder.parent if analysis_folder.name == "analysis" else analysis_folder
-        file = run_folder / ".hydra" / "overrides.yaml"
-        listed = yaml.safe_load(file.read_text()) if file.is_file() else []
+        listed = read_overrides(analysis_folder.parent if analysis_folder.name == "analysis" else analysis_folder)
     return parse_overrides(listed or [])
+
+
+def read_overrides(run_folder: Path) -> list[str] | None:
+    """What was typed for the run in ``run_folder``: Hydra's ``.hydra/overrides.yaml`` (None without one)."""
+    file = Path(run_folder) / ".hydra" / "overrides.yaml"
+    return [str(item) for item in yaml.safe_load(file.read_text()) or []] if file.is_file() else None
 
 
 def parse_overrides(overrides: list[str]) -> dict[str, str]:

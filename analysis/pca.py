@@ -191,14 +191,22 @@ def psnr(images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return -10 * (images.to(torch.float64) - targets.to(torch.float64)).square().mean(dim=1).log10()
 
 
+def projection_psnr_per_image(
+    reconstructions: torch.Tensor, originals: torch.Tensor, pca: PCA, ks: Sequence[int], centred: bool = True
+) -> torch.Tensor:
+    """Beyond the paper: ``[len(ks), n]`` PSNR of each reconstruction projected on the top-k
+    components of ``pca`` (the originals' PCA) against its original. Does projecting drop the
+    reconstruction's noise (F5)? Projections are not clamped to [0, 1]."""
+    originals = originals.to(pca.mean.device)
+    return torch.stack([psnr(pca.project(reconstructions, k, centred), originals) for k in ks])
+
+
 def projection_psnr(
     reconstructions: torch.Tensor, originals: torch.Tensor, pca: PCA, ks: Sequence[int], centred: bool = True
 ) -> dict[int, float]:
-    """Beyond the paper: mean PSNR against the originals of the reconstructions projected on the
-    top-k components of ``pca`` (the originals' PCA), for each k. Does projecting drop the
-    reconstruction's noise (F5)? Projections are not clamped to [0, 1]."""
-    originals = originals.to(pca.mean.device)
-    return {k: psnr(pca.project(reconstructions, k, centred), originals).mean().item() for k in ks}
+    """The mean over images of :func:`projection_psnr_per_image`, for each k."""
+    per_image = projection_psnr_per_image(reconstructions, originals, pca, ks, centred)
+    return {k: row.mean().item() for k, row in zip(ks, per_image)}
 
 
 def summary(
@@ -208,10 +216,11 @@ def summary(
     recon_vectors: torch.Tensor,
     ks: Sequence[int] = (1, 2, 5, 10, 25, 50, 100, 250, 500),
     top: int = 50,
+    projection: torch.Tensor | None = None,
 ) -> dict:
     """The global analysis as a JSON-ready dict: spectra, eigenvector similarity (F4), energy of the
     reconstructions captured by the originals' components (F6), total energy (F7) and projection
-    PSNR. ``ks`` beyond D are dropped; dict keys k are strings."""
+    PSNR (from ``projection``, :func:`projection_psnr_per_image` at the kept ks, when the caller has it). ``ks`` beyond D are dropped; dict keys k are strings."""
     if pca_orig.dim != pca_recon.dim:
         raise InpaintError(f"PCAs of different dimensions: {pca_orig.dim} vs {pca_recon.dim}")
     ks = [k for k in ks if k <= pca_orig.rank]
@@ -235,5 +244,6 @@ def summary(
             "centred": by_k(pca_orig.energy_captured(recon_vectors, ks, centred=True)),
         },
         "total_energy": {"originals": mean_energy(orig_vectors), "reconstructions": mean_energy(recon_vectors)},
-        "projection_psnr": {"centred": by_k(projection_psnr(recon_vectors, orig_vectors, pca_orig, ks, centred=True))},
+        "projection_psnr": {"centred": by_k(dict(zip(ks, (row.mean().item() for row in projection))) if projection is not None
+                                            else projection_psnr(recon_vectors, orig_vectors, pca_orig, ks, centred=True))},
     }

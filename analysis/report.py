@@ -31,7 +31,7 @@ from analysis.jacobian import (
     spectrum_stats,
     weight_map,
 )
-from analysis.pca import abs_cosine, crop_vectors, fit_pca, psnr, to_vectors
+from analysis.pca import abs_cosine, crop_vectors, fit_pca, projection_psnr_per_image, psnr, to_vectors
 from analysis.pca import summary as pca_summary
 from analysis.results import Results, json_ready
 from inpaint.data import to_float
@@ -228,9 +228,13 @@ def _global(results: Results, held: _Holdout, settings: AnalysisSettings) -> Non
     originals, predicted = torch.cat(held.crops), torch.cat(held.predicted)
     pca_o, pca_r = fit_pca(held.crops), fit_pca(held.predicted)
     ks = [k for k in settings.energy_ks if k <= pca_o.rank]
-    result = pca_summary(pca_o, pca_r, originals, predicted, ks)
+    # per image once: the summary holds their means, the arrays the values behind the findings' intervals
+    projected = (projection_psnr_per_image(predicted, originals, pca_o, ks, centred=True).cpu() if ks
+                 else torch.zeros(0, len(originals), dtype=torch.float64))
+    raw = psnr(predicted, originals)
+    result = pca_summary(pca_o, pca_r, originals, predicted, ks, projection=projected)
     result["grayscale"] = settings.grayscale
-    result["reconstruction_psnr"] = psnr(predicted, originals).mean().item()
+    result["reconstruction_psnr"] = raw.mean().item()
     results.summary["pca"] = result
     n = min(settings.examples, len(originals))
     top = min(10, pca_o.rank, pca_r.rank)
@@ -244,10 +248,9 @@ def _global(results: Results, held: _Holdout, settings: AnalysisSettings) -> Non
         "pca.deviation_originals": _array((originals.double() - pca_o.mean.cpu()).square().sum(1)),
         "pca.deviation_reconstructions": _array((predicted.double() - pca_r.mean.cpu()).square().sum(1)),
         "pca.energy_captured_10": _array(coefficients.cpu() / predicted.double().norm(dim=1)),
-        "pca.reconstruction_psnr": _array(psnr(predicted, originals)),
+        "pca.reconstruction_psnr": _array(raw),
         "pca.psnr_ks": np.array(ks, dtype=np.int64),
-        "pca.projection_psnr": _array(torch.stack([psnr(pca_o.project(predicted, k, centred=True).cpu(), originals) for k in ks]))
-        if ks else np.zeros((0, len(originals))),
+        "pca.projection_psnr": _array(projected),
         "pca.abs_cosine_bootstrap": _pca_bootstrap(originals, predicted, top, settings),
     }
     results.arrays |= {
