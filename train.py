@@ -13,7 +13,6 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from unittest import mock
 
 import hydra
 import lightning as L
@@ -214,11 +213,15 @@ def ddp_in_sweep_jobs(entry: Callable) -> Callable:
                     hc.runtime.cwd)
 
         env, threads = {key: os.environ.get(key) for key in DDP_ENV}, torch.get_num_threads()
-        try:  # the Trainer's launcher imports Lightning's rule by name: both places are replaced
-            with (mock.patch.object(fabric_launcher, "_hydra_subprocess_cmd", command),
-                  mock.patch.object(trainer_launcher, "_hydra_subprocess_cmd", command)):
-                return entry(*args, **kwargs)
+        launchers = (fabric_launcher, trainer_launcher)  # the Trainer's imports Lightning's rule by name: both replaced
+        lightnings = [launcher._hydra_subprocess_cmd for launcher in launchers]
+        try:
+            for launcher in launchers:
+                launcher._hydra_subprocess_cmd = command
+            return entry(*args, **kwargs)
         finally:
+            for launcher, original in zip(launchers, lightnings):
+                launcher._hydra_subprocess_cmd = original
             if torch.distributed.is_available() and torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
             for key, value in env.items():
