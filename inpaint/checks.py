@@ -48,6 +48,8 @@ def check_model(model: dict, image_size: int) -> None:
         raise InpaintError(f"model.lr_schedule must be constant or cosine, not {model['lr_schedule']!r}.")
     if not 0 <= model.get("warmup_fraction", 0) < 1:
         raise InpaintError(f"model.warmup_fraction must lie in [0, 1), not {model['warmup_fraction']}.")
+    if not 0 < model.get("bn_momentum", 0.1) <= 1:
+        raise InpaintError(f"model.bn_momentum must lie in (0, 1], not {model['bn_momentum']} (PyTorch's default: 0.1).")
     if not 0 <= model["adv_weight"] <= 1:
         raise InpaintError(f"model.adv_weight must lie in [0, 1], not {model['adv_weight']} (Pathak: 0.001; 0 = pure L2).")
 

@@ -26,7 +26,7 @@ class InpaintingModule(L.LightningModule):
     """Context Encoder (generator) + patch critic, rebuilt from its hyperparameters alone.
 
     Args:
-        mask_size, bias_free, image_size, base_channels, bottleneck, overlap, dense_bottleneck:
+        mask_size, bias_free, image_size, base_channels, bottleneck, overlap, dense_bottleneck, bn_momentum:
             the generator, see :class:`inpaint.models.ContextEncoder`.
         adv_weight: weight of the adversarial term; the L2 gets ``1 - adv_weight`` (Pathak:
             0.001). 0 trains by pure L2 and builds no discriminator.
@@ -57,6 +57,7 @@ class InpaintingModule(L.LightningModule):
         bottleneck: int = 4000,
         overlap: int | None = None,
         dense_bottleneck: bool = True,
+        bn_momentum: float = 0.1,
         adv_weight: float = 0.001,
         ring_weight: float = 10.0,
         lr_g: float = 2e-4,
@@ -74,7 +75,7 @@ class InpaintingModule(L.LightningModule):
         check_model(dict(self.hparams), image_size)  # the checks train.py runs on the config, for Python callers too
         self.automatic_optimization = False
         self.set_step_options()
-        self.generator = ContextEncoder(mask_size, bias_free, image_size, base_channels, bottleneck, overlap, dense_bottleneck)
+        self.generator = ContextEncoder(mask_size, bias_free, image_size, base_channels, bottleneck, overlap, dense_bottleneck, bn_momentum)
         self.discriminator = Discriminator(mask_size, base_channels) if adv_weight > 0 else None
         if channels_last:
             self.to(memory_format=torch.channels_last)

@@ -63,6 +63,7 @@ def test_every_shipped_experiment_passes(experiment, monkeypatch):
         ("trainer.gradient_clip_algorithm=max", "must be norm or value"),
         ("model.lr_schedule=linear", "model.lr_schedule must be constant or cosine"),
         ("model.warmup_fraction=1", "model.warmup_fraction must lie in [0, 1)"),
+        ("model.bn_momentum=0", "model.bn_momentum must lie in (0, 1]"),
         ("paths.log_dir=/proc/cannot/write/here", "cannot write the output folder"),
         ("analysis.examples=0", "analysis.examples must be an integer >= 1"),
         ("analysis.jacobian_images=0", "analysis.jacobian_images must be an integer >= 1"),

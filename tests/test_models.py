@@ -163,3 +163,17 @@ def test_discriminator_scores_patches(mask_size):
 def test_impossible_models_are_refused(kwargs):
     with pytest.raises(InpaintError):
         ContextEncoder(**kwargs)
+
+
+@pytest.mark.parametrize("bias_free", [True, False])
+def test_bn_momentum_reaches_every_norm_and_the_checkpoint(bias_free):
+    from inpaint.module import InpaintingModule
+
+    module = InpaintingModule(16, bias_free, base_channels=8, bottleneck=32, bn_momentum=0.01, adv_weight=0.0)
+    norms = [m for m in module.generator.modules() if hasattr(m, "running_var")]
+    assert len(norms) == 9 and {m.momentum for m in norms} == {0.01}
+    rebuilt = InpaintingModule(**module.hparams)  # a checkpoint rebuilds the model from these
+    assert {m.momentum for m in rebuilt.generator.modules() if hasattr(m, "running_var")} == {0.01}
+    bn = BiasFreeBatchNorm(2, momentum=0.01)
+    bn(torch.full((4, 2), 3.0) * torch.tensor([[1.0], [-1.0], [1.0], [-1.0]]))  # batch variance 12
+    assert torch.allclose(bn.running_var, torch.full((2,), 0.99 + 0.01 * 12.0))

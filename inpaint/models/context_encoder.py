@@ -46,6 +46,10 @@ class ContextEncoder(nn.Module):
         bottleneck: size of the code (4000 in the paper).
         overlap: width of the visible overlap ring; None for Pathak's m / 16.
         dense_bottleneck: E6 and D1 as dense layers (same function, faster) or as convolutions.
+        bn_momentum: weight of each training batch in the norms' running statistics (PyTorch's
+            and Torch7's 0.1). The bias-free network's eval-mode output scales with every
+            running std, so a noisy estimate moves validation PSNR from epoch to epoch; 0.01
+            averages over ~100 batches.
     """
 
     def __init__(
@@ -57,6 +61,7 @@ class ContextEncoder(nn.Module):
         bottleneck: int = 4000,
         overlap: int | None = None,
         dense_bottleneck: bool = True,
+        bn_momentum: float = 0.1,
     ) -> None:
         super().__init__()
         if mask_size not in SUPPORTED_SIZES:
@@ -75,8 +80,8 @@ class ContextEncoder(nn.Module):
 
         def norm(channels: int, dims: int = 2) -> nn.Module:
             if bias_free:
-                return BiasFreeBatchNorm(channels)
-            return nn.BatchNorm2d(channels) if dims == 2 else nn.BatchNorm1d(channels)
+                return BiasFreeBatchNorm(channels, bn_momentum)
+            return (nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d)(channels, momentum=bn_momentum)
 
         def down(cin: int, cout: int) -> list[nn.Module]:
             return [nn.Conv2d(cin, cout, 4, 2, 1, bias=bias), norm(cout), nn.LeakyReLU(0.2)]
