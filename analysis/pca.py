@@ -181,6 +181,16 @@ def abs_cosine(a: PCA, b: PCA, k: int) -> torch.Tensor:
     return (a.components(k) * b.components(k).to(a.mean.device)).sum(dim=0).abs()
 
 
+def subspace_overlap(a: PCA, b: PCA, k: int) -> torch.Tensor:
+    """``[k]``: entry i is ||A_i^T B_i||_F^2 / i for the top-i eigenvectors A_i of ``a`` and B_i of
+    ``b``, the mean squared cosine of the principal angles between the two top-i subspaces (1: the
+    same subspace). Unlike :func:`abs_cosine`, two eigenvectors of near-equal eigenvalues that swap
+    places, or mix, within the top i leave it unchanged."""
+    gram = (a.components(k).T @ b.components(k).to(a.mean.device)).square()  # [k, k]
+    sizes = torch.arange(1, k + 1, dtype=gram.dtype, device=gram.device)
+    return torch.stack([gram[:i, :i].sum() for i in range(1, k + 1)]) / sizes
+
+
 def mean_energy(vectors: torch.Tensor) -> float:
     """Mean squared norm ||x||^2 over the vectors (F7's "total energy")."""
     return vectors.to(torch.float64).square().sum(dim=1).mean().item()

@@ -31,7 +31,7 @@ from analysis.jacobian import (
     spectrum_stats,
     weight_map,
 )
-from analysis.pca import abs_cosine, crop_vectors, fit_pca, projection_psnr_per_image, psnr, to_vectors
+from analysis.pca import crop_vectors, fit_pca, projection_psnr_per_image, psnr, subspace_overlap, to_vectors
 from analysis.pca import summary as pca_summary
 from analysis.results import Results, json_ready
 from inpaint.data import to_float
@@ -233,11 +233,12 @@ def _global(results: Results, held: _Holdout, settings: AnalysisSettings) -> Non
                  else torch.zeros(0, len(originals), dtype=torch.float64))
     raw = psnr(predicted, originals)
     result = pca_summary(pca_o, pca_r, originals, predicted, ks, projection=projected)
-    result["grayscale"] = settings.grayscale
-    result["reconstruction_psnr"] = raw.mean().item()
-    results.summary["pca"] = result
     n = min(settings.examples, len(originals))
     top = min(10, pca_o.rank, pca_r.rank)
+    result["grayscale"] = settings.grayscale
+    result["reconstruction_psnr"] = raw.mean().item()
+    result["subspace_overlap"] = subspace_overlap(pca_o, pca_r, top).tolist()
+    results.summary["pca"] = result
     projection_ks = [k for k in settings.projection_ks if k <= pca_o.rank]
     projections = [pca_o.project(predicted[:n], k, centred=True) for k in projection_ks]
     k10 = min(10, pca_o.rank)
@@ -251,7 +252,7 @@ def _global(results: Results, held: _Holdout, settings: AnalysisSettings) -> Non
         "pca.reconstruction_psnr": _array(raw),
         "pca.psnr_ks": np.array(ks, dtype=np.int64),
         "pca.projection_psnr": _array(projected),
-        "pca.abs_cosine_bootstrap": _pca_bootstrap(originals, predicted, top, settings),
+        "pca.subspace_overlap_bootstrap": _pca_bootstrap(originals, predicted, top, settings),
     }
     results.arrays |= {
         "pca.components_originals": _array(pca_o.components(top)),
@@ -264,15 +265,16 @@ def _global(results: Results, held: _Holdout, settings: AnalysisSettings) -> Non
 
 
 def _pca_bootstrap(originals: torch.Tensor, predicted: torch.Tensor, top: int, settings: AnalysisSettings) -> np.ndarray:
-    """``[B, top]``: |cos| of the top eigenvectors with both PCAs fitted again on B resamples of the
-    holdout crops (the same images for both sets), for the interval of the eigenvector claim."""
+    """``[B, top]``: the top-k subspace overlaps (:func:`subspace_overlap`) with both PCAs fitted
+    again on B resamples of the holdout crops (the same images for both sets), for the interval of
+    the eigenvector claim."""
     generator = torch.Generator().manual_seed(settings.seed)
     rows = []
     for _ in range(settings.pca_resamples):
         pick = torch.randint(len(originals), (len(originals),), generator=generator)
         a, b = fit_pca([originals[pick]]), fit_pca([predicted[pick]])
         k = min(top, a.rank, b.rank)
-        rows.append(np.pad(_array(abs_cosine(a, b, k)), (0, top - k), constant_values=np.nan))
+        rows.append(np.pad(_array(subspace_overlap(a, b, k)), (0, top - k), constant_values=np.nan))
     return np.array(rows, dtype=np.float64).reshape(len(rows), top)
 
 
@@ -326,8 +328,8 @@ def _local(
     centroid = {name: centroid_offset(acting[:, k].mean(0), pixels[name], mask.start) for k, name in enumerate(names)}
     centroids = [[centroid_offset(acting[j, k], pixels[name], mask.start) for k, name in enumerate(names)] for j in range(len(acting))]
     grids = [[grid_period(maps0[j, k]) for k in range(len(names))] for j in range(len(maps0))]
-    strongest = [[max((g["power_fraction_rows"], g["period_rows"]), (g["power_fraction_cols"], g["period_cols"]))
-                  for g in row] for row in grids]  # (power fraction, period) of the stronger axis
+    strongest = [[max((g["prominence_rows"], g["period_rows"]), (g["prominence_cols"], g["period_cols"]))
+                  for g in row] for row in grids]  # (prominence, period) of the more prominent axis
     results.summary["jacobian"] = {
         "images": len(images),
         "pixels": pixels,
@@ -349,7 +351,7 @@ def _local(
         **{f"jacobian.phi_p_{d}": _array(values) for d, values in per_image.items()},
         "biharmonic.weight_maps": _array(biharmonic_maps),
         "jacobian.centroid_offsets": np.array(centroids, dtype=np.float64),  # [J, 4, (rows, cols)]
-        "jacobian.grid_power_fraction": np.array([[f for f, _ in row] for row in strongest], dtype=np.float64),  # [J, 4]
+        "jacobian.grid_prominence": np.array([[f for f, _ in row] for row in strongest], dtype=np.float64),  # [J, 4]
         "jacobian.grid_period": np.array([[p for _, p in row] for row in strongest], dtype=np.float64),  # [J, 4]
         "jacobian.linearity_error": np.array([max(f, r) for f, r in zip(forward_mode, reverse_mode)], dtype=np.float64),
     }
