@@ -12,8 +12,9 @@ import os
 from typing import Literal
 
 import lightning as L
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 Split = Literal["train", "val", "holdout"]
 
@@ -21,6 +22,27 @@ Split = Literal["train", "val", "holdout"]
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 ``[N, 3, S, S]`` -> float32 in [0, 1] (float input passes through)."""
     return images.float().div_(255) if images.dtype == torch.uint8 else images
+
+
+class EpochSampler(Sampler):
+    """The training order for data sets whose items change every epoch (random crops): a
+    permutation of ``range(length)`` drawn from ``(seed, epoch)``, yielded as ``(epoch, index)``
+    pairs, so epoch e's order and items are a pure function of (seed, e) in any worker process.
+    Lightning calls :meth:`set_epoch` before every training epoch (through its
+    ``DistributedSamplerWrapper`` under DDP, which then shards the pairs across ranks)."""
+
+    def __init__(self, length: int, seed: int) -> None:
+        self.length, self.seed, self.epoch = length, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.length)
+        return ((self.epoch, int(i)) for i in order)
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -31,7 +53,8 @@ class ImageDataModule(L.LightningDataModule):
     pinned memory and loader workers sharing the process's CPUs among its devices; on a CPU, no
     workers (they would take cores from the training step) and no pinning.
     The holdout split is what the analyses run on; ``test_dataloader`` serves it too, so
-    ``trainer.test`` reports holdout metrics.
+    ``trainer.test`` reports holdout metrics. A training set with ``by_epoch = True`` (and a
+    ``seed``) is drawn through :class:`EpochSampler`: its items are ``(epoch, index)`` pairs.
     """
 
     def __init__(
@@ -80,10 +103,13 @@ class ImageDataModule(L.LightningDataModule):
 
     def _loader(self, split: Split, train: bool = False) -> DataLoader:
         workers, pin = self.loader_settings()
+        dataset = self.split(split)
+        sampler = EpochSampler(len(dataset), dataset.seed) if train and getattr(dataset, "by_epoch", False) else None
         return DataLoader(
-            self.split(split),
+            dataset,
             batch_size=self.batch_size,
-            shuffle=train,
+            shuffle=train and sampler is None,
+            sampler=sampler,
             drop_last=train,  # a last batch of one would break batch norm
             num_workers=workers,
             pin_memory=pin,
