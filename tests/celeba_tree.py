@@ -1,13 +1,16 @@
-"""A small CelebA tree in the real layout, for tests: real 178x218 JPEGs and the partition file.
+"""A small CelebA tree in one of the real layouts, for tests: real 178x218 JPEGs and the partition file.
 
-Each image is a smooth gradient (varying with the index) with a blue ellipse at its centre, pure
+Each image is a smooth gradient (varying with the index, with period 200) with a blue ellipse at its centre, pure
 green bands outside the central 178x178 square (rows 0..19 and 198..217) and white 10x10 markers
 just inside that square's top-left and bottom-right corners, so a centre crop can be checked.
 """
 
 from __future__ import annotations
 
+import functools
+import io
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -30,17 +33,42 @@ def celeba_image(index: int) -> Image.Image:
     return image
 
 
+@functools.cache
+def celeba_jpeg(index: int) -> bytes:
+    """``celeba_image(index)`` as a JPEG file's bytes (quality 90)."""
+    buffer = io.BytesIO()
+    celeba_image(index).save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
 def make_celeba_tree(
-    root: Path, n_train: int = 12, n_val: int = 4, n_test: int = 6, torchvision_layout: bool = False
+    root: Path,
+    n_train: int = 12,
+    n_val: int = 4,
+    n_test: int = 6,
+    layout: Literal["celeba", "torchvision", "kaggle"] = "celeba",
+    start: int = 1,
 ) -> Path:
-    """Write ``n_train + n_val + n_test`` images numbered from 000001.jpg, split in that order as
-    in CelebA, under ``root`` (or ``root/celeba`` for torchvision's layout); returns ``root``."""
-    base = root / "celeba" if torchvision_layout else root
-    (base / "img_align_celeba").mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i, split in enumerate([0] * n_train + [1] * n_val + [2] * n_test, start=1):
+    """Write ``n_train + n_val + n_test`` images numbered from ``start`` (000001.jpg), split in
+    that order as in CelebA, under ``root`` in one of the layouts CelebA ships in; returns ``root``.
+
+    - ``celeba``: ``img_align_celeba/*.jpg`` and ``list_eval_partition.txt`` (lines "000001.jpg 0");
+    - ``torchvision``: the same under ``root/celeba``;
+    - ``kaggle``: ``img_align_celeba/img_align_celeba/*.jpg``, ``list_eval_partition.csv`` (header
+      "image_id,partition", lines "000001.jpg,0") and an attribute file the loader ignores.
+    """
+    base = root / "celeba" if layout == "torchvision" else root
+    images = base / "img_align_celeba" / "img_align_celeba" if layout == "kaggle" else base / "img_align_celeba"
+    images.mkdir(parents=True, exist_ok=True)
+    sep = "," if layout == "kaggle" else " "
+    lines = ["image_id,partition\n"] if layout == "kaggle" else []
+    for i, split in enumerate([0] * n_train + [1] * n_val + [2] * n_test, start=start):
         name = f"{i:06d}.jpg"
-        celeba_image(i).save(base / "img_align_celeba" / name, quality=90)
-        lines.append(f"{name} {split}\n")
-    (base / "list_eval_partition.txt").write_text("".join(lines))
+        (images / name).write_bytes(celeba_jpeg(i % 200))  # the same pixels: each encoded once
+        lines.append(f"{name}{sep}{split}\n")
+    if layout == "kaggle":
+        (base / "list_eval_partition.csv").write_text("".join(lines))
+        (base / "list_attr_celeba.csv").write_text(f"image_id,Smiling\n{start:06d}.jpg,1\n")
+    else:
+        (base / "list_eval_partition.txt").write_text("".join(lines))
     return root

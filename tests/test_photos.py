@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from inpaint.data.datamodule import EpochSampler
 from inpaint.data.photos import PhotoPatches, PhotosDataModule, load_photos, split_photos
 
 
@@ -46,6 +47,17 @@ def test_patches_are_deterministic_and_varied(patches: PhotoPatches) -> None:
         patches[64]
 
 
+def test_train_patches_are_new_every_epoch_and_the_same_per_seed_and_epoch(patches: PhotoPatches) -> None:
+    train, again, other_seed = (PhotoPatches(patches.photos, length=64, seed=s, by_epoch=True) for s in (3, 3, 4))
+    epoch = {e: [train[(e, i)] for i in range(16)] for e in (0, 1)}
+    assert not any(torch.equal(a, b) for a, b in zip(epoch[0], epoch[1]))
+    assert all(torch.equal(again[(1, i)], epoch[1][i]) for i in range(16))
+    assert not any(torch.equal(other_seed[(1, i)], epoch[1][i]) for i in range(16))
+    assert not any(torch.equal(patches[i], epoch[0][i]) for i in range(16))  # nor the fixed patches
+    with pytest.raises(IndexError):
+        train[(0, 64)]
+
+
 def test_scale_one_is_an_exact_crop() -> None:
     photo = load_photos()["coffee"]
     patch = PhotoPatches([photo], length=1, seed=0, scales=(1.0, 1.0))[0].permute(1, 2, 0).numpy()
@@ -83,3 +95,26 @@ def test_datamodule_loaders() -> None:
     assert batch.dtype == torch.uint8 and batch.shape == (8, 3, 128, 128)
     assert len(dm.train_dataloader()) == 8 and len(dm.val_dataloader()) == 2
     assert [len(b) for b in dm.test_dataloader()] == [8, 4]
+
+
+def _epoch(loader: torch.utils.data.DataLoader, epoch: int) -> torch.Tensor:
+    loader.sampler.set_epoch(epoch)  # what Lightning does before every training epoch
+    return torch.cat(list(loader))
+
+
+def test_train_loader_draws_by_epoch_and_val_and_holdout_stay_fixed() -> None:
+    sizes = {"train_size": 16, "val_size": 8, "holdout_size": 8, "batch_size": 8, "seed": 5}
+    dm = PhotosDataModule(**sizes)
+    train = dm.train_dataloader()
+    assert isinstance(train.sampler, EpochSampler) and len(train) == 2
+    first, second = _epoch(train, 0), _epoch(train, 1)
+    assert not {p.numpy().tobytes() for p in first} & {p.numpy().tobytes() for p in second}
+    workers = PhotosDataModule(**sizes, num_workers=2)  # the same (seed, epoch) in worker processes
+    assert torch.equal(_epoch(workers.train_dataloader(), 1), second)
+    assert torch.equal(_epoch(train, 0), first)
+    photos = load_photos()
+    for split, loader in (("val", dm.val_dataloader()), ("holdout", dm.test_dataloader())):
+        assert not isinstance(loader.sampler, EpochSampler)
+        fixed = PhotoPatches([photos[name] for name in split_photos(split)], length=8, seed=5)
+        assert torch.equal(torch.cat(list(loader)), torch.stack([fixed[i] for i in range(8)]))
+        assert torch.equal(torch.cat(list(loader)), torch.cat(list(loader)))

@@ -8,6 +8,10 @@ Whole photographs are held out, so val and holdout patches show scenes never tra
 - val: ``chelsea`` (a cat, colour) and ``coins`` (grayscale objects);
 - holdout: ``astronaut`` (a face, colour: the paper analyses faces) and ``coffee`` (colour);
 - train: the other 14, including ``grace_hopper``, so training sees one face as well.
+
+Val and holdout are fixed sets of patches, so their numbers are the same in every epoch and run.
+Training draws new patches every epoch, rather than the same ``train_size`` ones that a model could
+memorise, each still a pure function of (seed, epoch, index) in any worker or process.
 """
 
 from __future__ import annotations
@@ -61,9 +65,13 @@ def split_photos(split: Split) -> list[str]:
 
 
 class PhotoPatches(Dataset):
-    """``length`` patches, uint8 ``[3, S, S]``, each a pure function of ``(seed, i)``.
+    """``length`` patches, uint8 ``[3, S, S]``, each a pure function of ``seed`` and its item.
 
-    Item ``i`` picks a photograph uniformly (so small photographs are not drowned out by the
+    An item is an index ``i``, a fixed patch (val, holdout), or ``(epoch, i)``, a patch drawn anew
+    for each epoch. ``by_epoch`` marks the set the data module draws by epoch (the train split):
+    its loader's :class:`~inpaint.data.datamodule.EpochSampler` asks for ``(epoch, i)`` items.
+
+    Each patch picks a photograph uniformly (so small photographs are not drowned out by the
     1411x1411 retina), a scale uniformly in ``scales`` and a position uniformly; it crops a square
     of side ``S / scale`` (clamped to the photograph's shorter side) and resizes it to ``S`` with
     ``cv2.INTER_AREA`` (antialiased), so smaller scales show more context at lower resolution.
@@ -76,20 +84,24 @@ class PhotoPatches(Dataset):
         seed: int,
         image_size: int = 128,
         scales: tuple[float, float] = (0.5, 1.0),
+        by_epoch: bool = False,
     ) -> None:
         self.photos = photos
         self.length = length
         self.seed = seed
         self.image_size = image_size
         self.scales = scales
+        self.by_epoch = by_epoch
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, i: int) -> torch.Tensor:
+    def __getitem__(self, item: int | tuple[int, int]) -> torch.Tensor:
+        epoch, i = item if isinstance(item, tuple) else (None, item)
         if not 0 <= i < self.length:
-            raise IndexError(i)
-        rng = np.random.default_rng([self.seed, i])
+            raise IndexError(item)
+        # the trailing 1 keeps epoch draws apart from fixed ones (SeedSequence ignores trailing zeros)
+        rng = np.random.default_rng([self.seed, i] if epoch is None else [self.seed, epoch, i, 1])
         photo = self.photos[rng.integers(len(self.photos))]
         h, w = photo.shape[:2]
         side = min(round(self.image_size / rng.uniform(*self.scales)), h, w)
@@ -101,8 +113,9 @@ class PhotoPatches(Dataset):
 
 
 class PhotosDataModule(ImageDataModule):
-    """Patches of the packaged photographs: fixed sets of ``train_size``, ``val_size`` and
-    ``holdout_size`` patches drawn from disjoint photographs (see the module docstring)."""
+    """Patches of the packaged photographs, from disjoint photographs per split (see the module
+    docstring): ``train_size`` new patches every epoch, fixed sets of ``val_size`` and
+    ``holdout_size``; all drawn from ``seed``."""
 
     def __init__(
         self, train_size: int = 20000, val_size: int = 256, holdout_size: int = 1000, seed: int = 0, **kwargs
@@ -114,4 +127,4 @@ class PhotosDataModule(ImageDataModule):
     def make_split(self, split: Split) -> PhotoPatches:
         photos = load_photos()
         chosen = [photos[name] for name in split_photos(split)]
-        return PhotoPatches(chosen, self.sizes[split], self.seed, self.image_size)
+        return PhotoPatches(chosen, self.sizes[split], self.seed, self.image_size, by_epoch=split == "train")
