@@ -64,7 +64,11 @@ def data_for(ckpt: Path, cfg: DictConfig, command_line: list[str]) -> tuple[Dict
         raise InpaintError(f"cannot read the data settings of {run} ({type(error).__name__}: {error}): set data=... on the command line.") from error
     changes = [item.lstrip("+") for item in command_line if item.lstrip("+").startswith("data.")]
     if changes:
+        trained_on = data.get("holdout", "test")
         data = OmegaConf.merge(data, OmegaConf.from_dotlist([c.removeprefix("data.") for c in changes]))
+        if str(data.get("_target_", "")).endswith("CelebADataModule") and trained_on == "test" and data.get("holdout") == "authors":
+            log.warning("%s trained with data.holdout=test, so images 120000-120999 (data.holdout=authors) were in its "
+                        "training set: these numbers are on images it was trained on.", run)
     return data, image_size, read_overrides(run) or []
 
 

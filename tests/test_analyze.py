@@ -175,3 +175,20 @@ def test_seeds_of_one_setting_are_grouped_with_their_spread(runs, tmp_path):
     assert float(rows["mask=center64"]["psnr_mean"]) == psnr and float(rows["mask=center64"]["psnr_std"]) == 0.0  # one run, twice
     assert rows["mask=center16"]["runs"] == "1" and rows["mask=center16"]["psnr_std"] == ""  # no spread from one run
     assert len(read_csv(tmp_path / "comparison" / "runs.csv")) == 3
+
+
+def test_the_authors_holdout_on_a_run_trained_without_it_warns(tmp_path, caplog):
+    """A CelebA run trained with holdout=test trained on images 120000-120999: analysing it on them
+    (data.holdout=authors) says so; the same override on a run that held them out does not."""
+    import analyze
+
+    for trained_on, warned in (("test", True), ("authors", False)):
+        run = tmp_path / trained_on
+        (run / ".hydra").mkdir(parents=True)
+        (run / "checkpoints").mkdir()
+        OmegaConf.save({"image_size": 128, "data": {"_target_": "inpaint.data.celeba.CelebADataModule", "holdout": trained_on}},
+                       run / ".hydra" / "config.yaml")
+        caplog.clear()
+        data, _, _ = analyze.data_for(run / "checkpoints" / "last.ckpt", OmegaConf.create({}), ["data.holdout=authors"])
+        assert data.holdout == "authors"
+        assert ("were in its training set" in caplog.text) is warned
