@@ -18,18 +18,19 @@ from inpaint.hardware import capabilities
 
 def table(results: dict) -> str:
     """One line per case: the headline figures, their ratio and our efficiency (of the device's peak)."""
-    headline = {
-        "train": ("reference_images_per_s", "best_images_per_s", "img/s", "best_efficiency"),
-        "jacobian": ("loop_seconds_extrapolated", "full_seconds", "s", "efficiency"),
-        "pca": ("sklearn_seconds", "ours_seconds", "s", "efficiency"),
-        "data": ("jpeg_images_per_s", "cache_images_per_s", "img/s", None),
+    headline = {  # row: (case, reference, ours, unit, ratio, our efficiency)
+        "train": ("train", "reference_images_per_s", "best_images_per_s", "img/s", "ratio", "best_efficiency"),
+        "jacobian": ("jacobian", "loop_seconds_extrapolated", "full_seconds", "s", "ratio", "efficiency"),
+        "pca": ("pca", "sklearn_seconds", "ours_seconds", "s", "ratio", "efficiency"),
+        "data": ("data", "jpeg_images_per_s", "cache_images_per_s", "img/s", "ratio", None),
+        "folder": ("data", "folder_decode_images_per_s", "folder_cache_images_per_s", "img/s", "folder_ratio", None),
     }
     lines = [f"{'case':<10}{'reference':>14}{'ours':>14}  {'unit':<6}{'ratio':>8}{'ours eff.':>11}"]
-    for name, (ref, ours, unit, efficiency) in headline.items():
-        if name in results:
-            r = results[name]
+    for name, (case, ref, ours, unit, ratio_key, efficiency) in headline.items():
+        if case in results:
+            r = results[case]
             cells = [f"{v:14.3f}" if isinstance(v, float) else f"{v!s:>14}" for v in (r[ref], r[ours])]
-            ratio = f"{r['ratio']:8.2f}" if r["ratio"] is not None else f"{'-':>8}"
+            ratio = f"{r[ratio_key]:8.2f}" if r[ratio_key] is not None else f"{'-':>8}"
             eff = f"{r[efficiency]:11.0%}" if efficiency else f"{'-':>11}"
             lines.append(f"{name:<10}{cells[0]}{cells[1]}  {unit:<6}{ratio}{eff}")
     return "\n".join(lines)
