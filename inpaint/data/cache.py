@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.utils.data import Dataset
 
 from inpaint.errors import InpaintError
 
@@ -64,6 +66,20 @@ class ImageCache:
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_pixels": None}
+
+
+class CachedImages(Dataset):
+    """A cache's images as uint8 tensors, each copied out of the map (for data sets of one image
+    size, served whole: CelebA's)."""
+
+    def __init__(self, cache: ImageCache) -> None:
+        self.cache = cache
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(np.array(self.cache[i]))
 
 
 def build_cache(folder: Path, images: Sequence[np.ndarray]) -> Path:

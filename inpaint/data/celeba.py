@@ -17,8 +17,8 @@ rather than after a model has been built.
 The holdout is the first ``holdout_size`` images of the test split, or (``holdout="authors"``)
 the paper's: images 120000.jpg ... 120999.jpg of the train split, then left out of training.
 
-With ``cache_dir`` set, each split is decoded, cropped and resized once into a uint8 ``.npy``
-memory map there (``prepare_data`` builds it, on one process per node), and every later epoch and
+With ``cache_dir`` set, each split is decoded, cropped and resized once into a memory-mapped
+cache there (:mod:`inpaint.data.cache`) (``prepare_data`` builds it, on one process per node), and every later epoch and
 run reads pixels straight from it: no JPEG decoding on the training path.
 """
 
@@ -35,6 +35,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from inpaint.data.cache import CachedImages, ImageCache, build_cache
 from inpaint.data.datamodule import ImageDataModule, Split
 from inpaint.errors import InpaintError
 
@@ -84,44 +85,6 @@ class CelebADataset(Dataset):
         image = image.crop((left, top, left + side, top + side))
         image = image.resize((self.image_size, self.image_size), Image.BICUBIC)
         return torch.from_numpy(np.asarray(image).transpose(2, 0, 1).copy())
-
-
-class CachedImages(Dataset):
-    """Decoded images, uint8 ``[3, S, S]`` each, from a ``.npy`` memory map ``[N, 3, S, S]``
-    (opened lazily, so every DataLoader worker maps the file itself)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.length = int(np.load(path, mmap_mode="r").shape[0])
-        self._array: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        if self._array is None:
-            self._array = np.load(self.path, mmap_mode="r")
-        return torch.from_numpy(np.array(self._array[i]))
-
-
-def build_cache(dataset: CelebADataset, path: Path) -> Path:
-    """Decode every image of ``dataset`` once into ``path``. Written to a temporary file and renamed
-    when complete, so an interrupted build never leaves a half-written cache behind."""
-    if path.is_file():
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.stem}.{os.getpid()}.partial.npy")
-    size = dataset.image_size
-    try:
-        array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(dataset), 3, size, size))
-        for i in range(len(dataset)):
-            array[i] = dataset[i].numpy()
-        array.flush()
-        del array
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
 
 
 def _layout(root: Path) -> str:
@@ -294,22 +257,22 @@ class CelebADataModule(ImageDataModule):
         return CelebADataset([self.layout.images / name for name in self.names[split]], self.image_size)
 
     def cache_path(self, split: Split) -> Path | None:
-        """The split's cache file, named by a hash of its image folder, images and size (None
+        """The split's cache folder, named by a hash of its image folder, images and size (None
         without a cache): another selection (sizes, holdout) is another file."""
         if self.cache_dir is None:
             return None
         names = self.names[split]
         key = hashlib.sha1(f"{self.layout.images.resolve()}|{self.image_size}|{','.join(names)}".encode()).hexdigest()
-        return self.cache_dir / f"celeba_{split}_{self.image_size}px_{len(names)}_{key[:12]}.npy"
+        return self.cache_dir / f"celeba_{split}_{self.image_size}px_{len(names)}_{key[:12]}"
 
     def prepare_data(self) -> None:
         """Build the decode caches (Lightning runs this on one process per node, before setup)."""
         for split in ("train", "val", "holdout"):
             if self.cache_dir is not None:
-                build_cache(self.decoder(split), self.cache_path(split))
+                build_cache(self.cache_path(split), self.decoder(split))
 
     def make_split(self, split: Split) -> Dataset:
         path = self.cache_path(split)
         if path is None:
             return self.decoder(split)
-        return CachedImages(build_cache(self.decoder(split), path))
+        return CachedImages(ImageCache(build_cache(path, self.decoder(split))))
