@@ -377,3 +377,17 @@ def test_the_smoke_experiment_trains_and_is_analysed_on_a_folder_of_photographs(
         "analysis.baselines=[mean]", "analysis.pca_resamples=0")  # the lighter analyses: 8 s less on 2 cores
     summary = json.loads((tmp_path / "analysis" / "analysis" / "summary.json").read_text())
     assert summary["run"]["data"]["root"] == str(root) and np.isfinite(summary["metrics"]["psnr"])
+
+
+def test_train_py_on_a_too_small_folder_stops_in_one_line_before_any_model(tmp_path: Path) -> None:
+    """The message of test_empty_and_too_small_folders... through train.py: exit 2, one error line
+    in the log and no traceback, no checkpoint folder (the model and trainer come after the data)."""
+    write_photographs(tmp_path / "few", 3, suffixes=(".png",))
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    result = subprocess.run([sys.executable, str(ROOT / "train.py"), "experiment=smoke", "data=folder", f"data.root={tmp_path / 'few'}",
+                             f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "found 3 images" in errors[0] and str(tmp_path / "few") in errors[0]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (tmp_path / "run" / "checkpoints").exists()
