@@ -500,6 +500,9 @@ def fig_findings(entries: Sequence[Mapping]) -> Figure:
                 color=colour, fontsize=SMALL, va="center", fontweight="bold")
         for side in ("top", "right", "left"):
             ax.spines[side].set_visible(False)
+    if any(entry["authors"] is not None for entry in entries):
+        key = Line2D([], [], color="black", marker="D", markerfacecolor="none", linestyle="none", label="authors, CelebA")
+        fig.legend(handles=[key], loc="lower right", frameon=False, fontsize=SMALL - 2)
     return fig
 
 
