@@ -59,9 +59,11 @@ class Comparison:
         return groups
 
     def rows(self) -> list[dict]:
-        """One row per run: folder, label, the distinguishing overrides, then :func:`headline_row`."""
+        """One row per run: folder, label, the distinguishing overrides, :func:`headline_row`, then
+        each finding's verdict."""
         return [{"run": str(run.folder), "label": run.label, **{k: run.distinct.get(k, "") for k in self.keys},
-                 **headline_row(run.results.summary)} for run in self.runs]
+                 **headline_row(run.results.summary),
+                 **{f"finding_{f['id']}": f["verdict"] for f in run.results.summary.get("findings", [])}} for run in self.runs]
 
     def setting_rows(self) -> list[dict]:
         """Per setting (runs equal but for the seed): the number of runs, then mean and standard
@@ -105,9 +107,11 @@ def _write_csv(path: Path, rows: list[dict]) -> Path:
 
 def headline_row(summary: dict) -> dict[str, float]:
     """The numbers one row of ``runs.csv`` holds: mask, hole PSNR / SSIM, the baselines on their
-    images, phi_p (authors' code definition) at the authors' p for corner / edge / centre, the PCA
-    headline numbers (uncentred energy captured by 10 components, total energy and variance of the
-    reconstructions over the originals', mean |cos| of the first 10 eigenvectors) and the SVD's."""
+    images, phi_p (authors' code definition) at the authors' p for corner / edge / centre and the
+    distance from each of those pixels to its weight map's centroid, the PCA headline numbers
+    (uncentred energy captured by 10 components, total energy and variance of the reconstructions
+    over the originals', mean |cos| of the first 10 eigenvectors, the crops' PSNR and the most that
+    projecting them on the originals' components adds to it, at which k) and the SVD's."""
     row = {"mask_size": summary["mask_size"], "holdout_images": summary["holdout_images"],
            "psnr": summary["metrics"]["psnr"], "ssim": summary["metrics"]["ssim"]}
     if "baselines" in summary:
@@ -119,6 +123,8 @@ def headline_row(summary: dict) -> dict[str, float]:
         for name in PIXELS:
             curve = jac["phi_p"]["code"][name]
             row |= {f"phi_{p}_{name}": curve[jac["p"].index(p)] for p in AUTHORS_P}
+        if "centroid_offset" in jac:
+            row |= {f"centroid_distance_{name}": math.hypot(*jac["centroid_offset"][name]) for name in PIXELS}
         if "svd" in jac:
             s = jac["svd"]["singular_values"]
             row |= {"effective_dim": jac["svd"]["effective_dim"], "participation_ratio": jac["svd"]["participation_ratio"],
@@ -132,6 +138,10 @@ def headline_row(summary: dict) -> dict[str, float]:
             "abs_cosine_top10_mean": float(np.mean(pca["abs_cosine"][:10])),
             "reconstruction_psnr": pca.get("reconstruction_psnr"),
         }
+        projected = pca.get("projection_psnr", {}).get("centred")
+        if projected and pca.get("reconstruction_psnr") is not None:
+            best = max(projected, key=projected.get)
+            row |= {"projection_gain_best": projected[best] - pca["reconstruction_psnr"], "projection_gain_best_k": int(best)}
     return {key: (math.nan if value is None else value) for key, value in row.items()}
 
 

@@ -31,12 +31,13 @@ from analysis.jacobian import (
     spectrum_stats,
     weight_map,
 )
-from analysis.pca import crop_vectors, fit_pca, projection_psnr_per_image, psnr, subspace_overlap, to_vectors
+from analysis.pca import projection_psnr_per_image, psnr, subspace_overlap
 from analysis.pca import summary as pca_summary
 from analysis.results import Results, json_ready
 from inpaint.data import to_float
 from inpaint.errors import InpaintError
 from inpaint.models import ContextEncoder
+from inpaint.pca import crop_vectors, fit_pca, to_vectors
 
 PHI_DEFINITIONS = ("code", "hole", "paper")
 

@@ -13,12 +13,12 @@ import torch
 from torch.func import vjp
 from torch.utils.flop_counter import FlopCounterMode
 
-from analysis.pca import fit_pca
 from benchmarks import Worker, alternate, synchronize, timed
 from inpaint import hardware
 from inpaint.data.celeba import CelebADataModule
 from inpaint.data.folder import FolderDataModule
 from inpaint.models import ContextEncoder
+from inpaint.pca import fit_pca
 
 BATCH = 64  # the paper's
 PAPER_WIDTH = {"base_channels": 64, "bottleneck": 4000}
@@ -178,7 +178,7 @@ def _sample(n: int, dim: int = 4096, rank: int = 300, seed: int = 0) -> torch.Te
 
 
 def pca_flops(n: int, dim: int, rank: int) -> int:
-    """Leading-order FLOPs of :func:`analysis.pca.fit_pca` on ``n`` vectors of ``dim``: the N x N
+    """Leading-order FLOPs of :func:`inpaint.pca.fit_pca` on ``n`` vectors of ``dim``: the N x N
     Gram matrix and the ``rank`` eigenvectors mapped back through X^T when N <= D, else the D x D sum
     of outer products; plus ``torch.linalg.eigh`` of the order-k problem (LAPACK's syevd) as its
     tridiagonal reduction (4/3 k^3) and the back-transformation of the eigenvectors (2 k^3). The
@@ -191,7 +191,7 @@ def pca_flops(n: int, dim: int, rank: int) -> int:
 
 
 def pca(quick: bool, device: str) -> dict:
-    """:func:`analysis.pca.fit_pca` on ``device`` (streamed covariance; the N x N Gram matrix when
+    """:func:`inpaint.pca.fit_pca` on ``device`` (streamed covariance; the N x N Gram matrix when
     N <= D) vs scikit-learn's exact PCA on the CPU, on the same float64 data. Ours' efficiency is
     its float64 FLOP/s (:func:`pca_flops`) over the float64 matmul peak."""
     from sklearn.decomposition import PCA

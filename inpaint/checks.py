@@ -50,8 +50,35 @@ def check_model(model: dict, image_size: int) -> None:
         raise InpaintError(f"model.warmup_fraction must lie in [0, 1), not {model['warmup_fraction']}.")
     if not 0 < model.get("bn_momentum", 0.1) <= 1:
         raise InpaintError(f"model.bn_momentum must lie in (0, 1], not {model['bn_momentum']} (PyTorch's default: 0.1).")
+    check_pca(model)
     if not 0 <= model["adv_weight"] <= 1:
         raise InpaintError(f"model.adv_weight must lie in [0, 1], not {model['adv_weight']} (Pathak: 0.001; 0 = pure L2).")
+
+
+def check_pca(model: dict) -> None:
+    """The PCA regulariser and projection head: a weight >= 0, k within the crop's dimension, and
+    no combination that cannot work."""
+    weight, head, k = model.get("pca_weight", 0.0), model.get("pca_head", False), model.get("pca_components", 32)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
+        raise InpaintError(f"model.pca_weight must be a number >= 0 (0: no PCA regulariser), not {weight!r}.")
+    if not weight and not head:
+        return
+    dim = model["mask_size"] ** 2
+    if not _whole(k) or not 1 <= k <= dim:
+        raise InpaintError(
+            f"model.pca_components={k!r}: a {model['mask_size']} x {model['mask_size']} crop has between 1 and {dim} "
+            f"principal components (one per luma pixel); choose a whole number in that range."
+        )
+    if weight and head:
+        raise InpaintError(
+            f"model.pca_weight={weight} with model.pca_head=true: the head's prediction lies in the span of the "
+            "components, so the regulariser would be 0. Use one of them (model.pca_weight=0, or model.pca_head=false)."
+        )
+    if head and model.get("pca_centred") and model.get("bias_free", True):
+        raise InpaintError(
+            "model.pca_centred=true with model.pca_head=true adds the crops' mean, an offset the bias-free model cannot "
+            "have (f(0) would not be 0): keep model.pca_centred=false, or use model=original."
+        )
 
 
 def check_data(data: dict, training: bool = True, analyses: bool = True) -> None:

@@ -3,11 +3,16 @@
 Masks are applied here, so data modules serve plain images. Generator and discriminator take
 turns in one manual-optimisation step (two Adam optimisers). PSNR and the L2 are measured on the
 hole, the pixels actually removed from the input, for every split, and SSIM for val and holdout.
+With a PCA basis (the regulariser or the projection head), it is fitted on the training originals
+when fitting starts, on rank zero, and broadcast to every process.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
+import time
 from pathlib import Path
 
 import lightning as L
@@ -18,8 +23,12 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 
 from inpaint.checkpoint import read_checkpoint
 from inpaint.checks import check_model
+from inpaint.data import to_float
 from inpaint.errors import InpaintError
 from inpaint.models import BiasFreeBatchNorm, ContextEncoder, Discriminator
+from inpaint.pca import CovarianceAccumulator, crop_vectors
+
+log = logging.getLogger(__name__)
 
 
 class InpaintingModule(L.LightningModule):
@@ -46,6 +55,16 @@ class InpaintingModule(L.LightningModule):
             ``torch.compile`` (fused kernels for the device, after a one-off compile of tens of
             seconds). Off by default: on the 2-core CPU here it was slower (51 vs 59 img/s at
             paper width). Checkpoints, ``forward`` and the analyses use the plain modules.
+        pca_weight: weight of the PCA regulariser (0: off): the generator's loss adds this times the
+            prediction's mean squared energy outside the top ``pca_components`` principal components
+            of the training originals' crops (logged as ``train/pca_outside``, and for val and holdout).
+        pca_head: pass the prediction through the projection on those components (a fixed linear
+            layer: the bias-free model stays homogeneous). Its prediction has no energy outside them,
+            so it is refused together with the regulariser.
+        pca_components: k, the number of components of both.
+        pca_centred: measure and project about the crops' mean instead of through 0. Uncentred (the
+            default) the regulariser and the head constrain the same linear subspace, and the head
+            stays linear; centred, the head adds an offset, refused for the bias-free model.
     """
 
     def __init__(
@@ -69,13 +88,19 @@ class InpaintingModule(L.LightningModule):
         channels_last: bool = True,
         fused_adam: bool = True,
         compile: bool = False,
+        pca_weight: float = 0.0,
+        pca_head: bool = False,
+        pca_components: int = 32,
+        pca_centred: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         check_model(dict(self.hparams), image_size)  # the checks train.py runs on the config, for Python callers too
         self.automatic_optimization = False
         self.set_step_options()
-        self.generator = ContextEncoder(mask_size, bias_free, image_size, base_channels, bottleneck, overlap, dense_bottleneck, bn_momentum)
+        basis = pca_components if pca_weight > 0 or pca_head else 0
+        self.generator = ContextEncoder(mask_size, bias_free, image_size, base_channels, bottleneck, overlap, dense_bottleneck,
+                                        bn_momentum, basis, pca_head, pca_centred)
         self.discriminator = Discriminator(mask_size, base_channels) if adv_weight > 0 else None
         if channels_last:
             self.to(memory_format=torch.channels_last)
@@ -117,6 +142,42 @@ class InpaintingModule(L.LightningModule):
             if self.discriminator is not None:
                 self._compiled["discriminator"] = torch.compile(self.discriminator)
 
+    def on_fit_start(self) -> None:
+        """Fit the PCA basis, if the model has one and no checkpoint brought it: on rank zero, over
+        the training originals' m x m luma crops (the analyses' PCA), then broadcast, so that every
+        process trains with the same components. Every rank checks first that there are enough
+        crops, so that none waits on a rank-zero failure."""
+        basis = self.generator.basis
+        if basis is None or basis.ready:
+            return
+        trainer = self.trainer
+        loader = getattr(trainer.datamodule, "pca_loader", None)
+        if loader is None:
+            raise InpaintError("the PCA basis is fitted on the training set through the data module's pca_loader(): train with an inpaint data module.")
+        loader = loader()
+        if len(loader.dataset) <= basis.k:
+            raise InpaintError(
+                f"model.pca_components={basis.k} needs more than {basis.k} training images to fit them on, "
+                f"the training set has {len(loader.dataset)}: lower model.pca_components or train on more images."
+            )
+        fitted = None
+        if trainer.is_global_zero:
+            start = time.perf_counter()
+            accumulator = CovarianceAccumulator(basis.mask_size**2, self.device)
+            for batch in loader:
+                accumulator.update(crop_vectors(to_float(batch.to(self.device)), self.mask))
+            pca = accumulator.finish()
+            components = pca.components(basis.k)
+            share = pca.eigenvalues[: basis.k].sum().item() / max(pca.total_variance, 1e-300)
+            log.info("PCA basis: top %d of %d components of %d training crops (%d x %d luma), %.1f%% of their variance, in %.1f s",
+                     basis.k, pca.rank, pca.count, basis.mask_size, basis.mask_size, 100 * share, time.perf_counter() - start)
+            fitted = (components.float().cpu(), pca.mean.float().cpu(), pca.count)
+        components, mean, count = trainer.strategy.broadcast(fitted, src=0)
+        basis.set(components.to(self.device), mean.to(self.device), count)
+        if trainer.world_size > 1:  # each process's log says which basis it holds
+            digest = hashlib.sha256(components.numpy().tobytes()).hexdigest()[:16]
+            log.info("PCA basis on rank %d: sha256 %s of its %d x %d components", trainer.global_rank, digest, *components.shape)
+
     def _run(self, network: str, x: torch.Tensor) -> torch.Tensor:
         """``network``'s forward as the steps call it: compiled under ``compile=True``."""
         return self._compiled.get(network, getattr(self, network))(x)
@@ -125,8 +186,9 @@ class InpaintingModule(L.LightningModule):
         """Images in [0, 1] -> the same images with the hole inpainted."""
         return self.generator.inpaint(images)
 
-    def shared_step(self, images: torch.Tensor, stage: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Predict the centre, log hole metrics; return (prediction, target, weighted L2)."""
+    def shared_step(self, images: torch.Tensor, stage: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Predict the centre, log hole metrics; return (prediction, target, weighted L2, energy
+        outside the PCA basis or None without one)."""
         g = self.generator
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -139,7 +201,11 @@ class InpaintingModule(L.LightningModule):
             self.metrics[f"{stage}_"](hole_pred, self.mask.hole_of(images).float())
         self.log(f"{stage}/l2", l2.detach(), prog_bar=stage != "train", sync_dist=stage != "train", batch_size=len(images))
         self.log_dict(self.metrics[f"{stage}_"], prog_bar=stage != "train", on_step=False, on_epoch=True, batch_size=len(images))
-        return prediction, target, l2
+        outside = None
+        if g.basis is not None:
+            outside = g.basis.outside(prediction)
+            self.log(f"{stage}/pca_outside", outside.detach(), sync_dist=stage != "train", batch_size=len(images))
+        return prediction, target, l2, outside
 
     def set_step_options(self, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None,
                          accumulate_grad_batches: int = 1) -> None:
@@ -151,7 +217,7 @@ class InpaintingModule(L.LightningModule):
         self.accumulate_grad_batches = accumulate_grad_batches
 
     def training_step(self, images: torch.Tensor, batch_idx: int) -> None:
-        prediction, target, l2 = self.shared_step(images, "train")
+        prediction, target, l2, outside = self.shared_step(images, "train")
         # with accumulation, each batch adds 1/N of its gradient and the optimisers step every N batches
         accumulate = self.accumulate_grad_batches
         step = (batch_idx + 1) % accumulate == 0 or self.trainer.is_last_batch
@@ -172,6 +238,8 @@ class InpaintingModule(L.LightningModule):
             self.log_dict({"train/d_loss": d_loss.detach(), "train/adv": adv.detach()}, batch_size=len(images))
         else:
             opt_g = self.optimizers()
+        if self.hparams.pca_weight > 0:
+            g_loss = g_loss + self.hparams.pca_weight * outside
         self._check_finite(g_loss, "generator")
         self.manual_backward(g_loss / accumulate)
         if step:

@@ -3,6 +3,7 @@ figures and run comparisons from saved results only, the sweep's own comparison,
 
 import csv
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -67,6 +68,11 @@ def assert_compares_both_masks(comparison: Path, analyses: list[Path]) -> None:
         assert float(row["psnr"]) == summary["metrics"]["psnr"]
         jac = summary["jacobian"]
         assert float(row["phi_0.25_centre"]) == jac["phi_p"]["code"]["centre"][jac["p"].index(0.25)]
+        assert float(row["centroid_distance_edge"]) == pytest.approx(math.hypot(*jac["centroid_offset"]["edge"]))
+        gains = {k: v - summary["pca"]["reconstruction_psnr"] for k, v in summary["pca"]["projection_psnr"]["centred"].items()}
+        assert float(row["projection_gain_best"]) == pytest.approx(max(gains.values()))
+        assert gains[row["projection_gain_best_k"]] == max(gains.values())
+        assert [row[f"finding_{f['id']}"] for f in summary["findings"]] == [f["verdict"] for f in summary["findings"]]
     for name in ("F9_phi_by_mask", "F1_inpainting", "phi_p", "energy_captured", "singular_values"):
         assert (comparison / f"{name}.png").stat().st_size > 5000, name
     assert len(read_csv(comparison / "settings.csv")) == 2

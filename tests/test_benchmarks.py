@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from analysis.pca import fit_pca
 from inpaint import hardware
+from inpaint.pca import fit_pca
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # benchmarks/ is not installed: importable from the root (as under `python -m pytest`)

@@ -31,6 +31,7 @@ from lightning.pytorch.utilities import rank_zero as lightning_rank_zero
 from lightning_utilities.core import rank_zero as utilities_rank_zero
 from omegaconf import OmegaConf, open_dict
 
+from inpaint.data.faces import FacesDataModule
 from inpaint.errors import InpaintError
 from inpaint.models import BiasFreeBatchNorm
 from inpaint.module import InpaintingModule
@@ -71,13 +72,18 @@ def free_port() -> int:
 @pytest.mark.slow
 def test_ddp_cpu_smoke_shards_the_data_and_analyses_once(tmp_path):
     """Two gloo processes: each trains on half the batches; one run folder, one set of
-    checkpoints, one analysis (18 figures, logged once), one offline W&B run."""
+    checkpoints, one analysis (18 figures, logged once), one offline W&B run; with the PCA head,
+    the basis fitted once and held by both ranks alike."""
     result = train("experiment=smoke", "trainer=ddp_cpu", f"paths.log_dir={tmp_path}",
-                   "callbacks.rich_progress_bar=null")
+                   "callbacks.rich_progress_bar=null", "model.pca_head=true", "model.pca_components=16")
     runs = list((tmp_path / "smoke" / "runs").iterdir())
     assert len(runs) == 1 and RUN_FOLDER.fullmatch(runs[0].name)  # both ranks agreed on the folder
     run = runs[0]
     assert (run / "train_ddp_process_1.log").is_file()  # rank 1 ran, and logged into the same folder
+    logs = {rank: (run / name).read_text() for rank, name in ((0, "train.log"), (1, "train_ddp_process_1.log"))}
+    assert logs[0].count("PCA basis: top 16") == 1 and "PCA basis: top" not in logs[1]  # fitted by rank 0 alone
+    digests = {rank: re.search(rf"PCA basis on rank {rank}: sha256 (\w+)", text).group(1) for rank, text in logs.items()}
+    assert digests[0] == digests[1]
 
     assert {p.name for p in (run / "checkpoints").iterdir()} == {"last.ckpt", "epoch_000.ckpt"}
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)
@@ -226,6 +232,70 @@ def test_trainer_sync_batchnorm_gives_both_processes_the_whole_batch_variance(tm
     torch.testing.assert_close(ranks[0], whole, rtol=tol, atol=0)
     torch.testing.assert_close(ranks[1], whole, rtol=tol, atol=0)
     assert not torch.allclose(first_norm_after_step(images[:4]), whole, rtol=0.1)  # unsynced would differ
+
+
+# ---------------------------------------------------------------------------------------------
+# The PCA basis under DDP: fitted on rank zero only, broadcast to the other ranks
+
+BASIS_SCRIPT = """
+import sys
+
+import lightning as L
+import torch
+from lightning.pytorch.strategies import DDPStrategy
+
+import inpaint.module
+from inpaint.data.faces import FacesDataModule
+from inpaint.module import InpaintingModule
+
+fitted = []  # batches this process streamed into a PCA
+
+
+class Counting(inpaint.module.CovarianceAccumulator):
+    def update(self, vectors):
+        fitted.append(len(vectors))
+        super().update(vectors)
+
+
+inpaint.module.CovarianceAccumulator = Counting
+
+
+class Basis(L.Callback):
+    # each rank's basis as training starts, and how many crops this rank fitted it on
+    def on_train_start(self, trainer, module):
+        basis = module.generator.basis
+        torch.save({"components": basis.components, "mean": basis.mean, "count": basis.count, "fitted": sum(fitted)},
+                   f"{sys.argv[1]}/rank{trainer.global_rank}.pt")
+
+
+L.seed_everything(0)
+module = InpaintingModule(mask_size=16, base_channels=8, bottleneck=16, adv_weight=0.0, pca_head=True, pca_components=8)
+data = FacesDataModule(train_size=32, val_size=8, holdout_size=8, batch_size=4, num_workers=0)
+trainer = L.Trainer(accelerator="cpu", devices=2, strategy=DDPStrategy(process_group_backend="gloo"), max_steps=1,
+                    limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                    enable_model_summary=False, callbacks=[Basis()])
+trainer.fit(module, datamodule=data)
+"""
+
+
+@pytest.mark.slow
+def test_under_ddp_rank_zero_fits_the_basis_and_every_rank_trains_with_it(tmp_path):
+    """Two gloo processes: rank zero streams all 32 training crops into the PCA, rank one none, and
+    both start training with the same components, bit for bit, those of one process fitting alone."""
+    (tmp_path / "script.py").write_text(BASIS_SCRIPT)
+    result = subprocess.run([sys.executable, str(tmp_path / "script.py"), str(tmp_path)], check=False, cwd=ROOT,
+                            env=ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    assert ranks[0]["fitted"] == 32 and ranks[1]["fitted"] == 0
+    for key in ("components", "mean", "count"):
+        assert torch.equal(ranks[0][key], ranks[1][key]), key
+    alone = InpaintingModule(mask_size=16, base_channels=8, bottleneck=16, adv_weight=0.0, pca_head=True, pca_components=8)
+    L.Trainer(max_steps=1, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, default_root_dir=tmp_path).fit(
+        alone, datamodule=FacesDataModule(train_size=32, val_size=8, holdout_size=8, batch_size=4, num_workers=0))
+    assert alone.generator.basis.count.item() == 32
+    torch.testing.assert_close(ranks[1]["components"], alone.generator.basis.components, rtol=0, atol=0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -96,7 +96,8 @@ def test_a_planted_grid_is_found_and_a_smooth_map_is_not(period):
 def test_pca_claims_on_a_known_spectrum():
     """Originals with a known spectrum; reconstructions = originals / 2: half the amplitude, a quarter
     of the variance, the same eigenvectors, all their energy in the originals' components."""
-    from analysis.pca import fit_pca, subspace_overlap
+    from analysis.pca import subspace_overlap
+    from inpaint.pca import fit_pca
 
     rng = np.random.default_rng(0)
     scales = np.array([8.0, 4.0, 2.0, 1.0] + [0.01] * 12)
@@ -122,7 +123,8 @@ def test_subspace_overlap_ignores_swaps_and_sees_other_directions():
     """The reconstructions' 2nd and 3rd directions swapped (the originals' 3rd grown past the 2nd):
     F4's i-th to i-th |cos| drops to ~0 there, the top-5 overlap stays 1. The originals' 5th direction
     gone from the reconstructions (their 5th is the originals' 6th): the overlap loses 1/5."""
-    from analysis.pca import abs_cosine, fit_pca, subspace_overlap
+    from analysis.pca import abs_cosine, subspace_overlap
+    from inpaint.pca import fit_pca
 
     rng = np.random.default_rng(0)
     originals = torch.from_numpy(rng.standard_normal((2000, 16)) * np.array([8.0, 4.0, 3.0, 2.0, 1.0, 0.5] + [0.01] * 10))

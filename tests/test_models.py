@@ -1,5 +1,5 @@
 """The bias-free guarantee: in eval mode f(0) = 0, f(a y) = a f(y) and A_y y = f(y), for every
-mask size; the original model measurably breaks all three."""
+mask size, with and without the PCA projection head; the original model measurably breaks all three."""
 
 import pytest
 import torch
@@ -21,6 +21,10 @@ def trained_like(mask_size: int, bias_free: bool = True, **kwargs) -> ContextEnc
     """A small generator whose batch-norm statistics were set by train-mode passes, in eval mode."""
     torch.manual_seed(mask_size)
     g = ContextEncoder(mask_size, bias_free, base_channels=8, bottleneck=64, **kwargs)
+    if g.basis is not None:  # a random orthonormal basis stands in for the training crops' PCA
+        d = mask_size * mask_size
+        components = torch.linalg.qr(torch.randn(d, g.basis.k, dtype=torch.float64)).Q.float()
+        g.basis.set(components, torch.rand(d), 100)
     norms = [m for m in g.modules() if hasattr(m, "running_var")]
     for m in norms:
         m.momentum = 1.0  # running statistics = those of one batch
@@ -43,9 +47,10 @@ def image() -> torch.Tensor:
 CHAIN = rel_tol(torch.float32, 3 * 128 * 128)
 
 
+@pytest.mark.parametrize("head", [{}, dict(pca_components=16, pca_head=True)], ids=["plain", "pca_head"])
 @pytest.mark.parametrize("mask_size", SIZES)
-def test_bias_free_is_homogeneous_and_linear_at_each_input(mask_size, image):
-    g = trained_like(mask_size)
+def test_bias_free_is_homogeneous_and_linear_at_each_input(mask_size, head, image):
+    g = trained_like(mask_size, **head)
     y = g.mask_input(image)
     with torch.no_grad():
         fy = g(y)

@@ -6,19 +6,10 @@ import pytest
 import torch
 from sklearn.decomposition import PCA as SklearnPCA
 
-from analysis.pca import (
-    CovarianceAccumulator,
-    PCA,
-    abs_cosine,
-    crop_vectors,
-    fit_pca,
-    mean_energy,
-    projection_psnr,
-    psnr,
-    summary,
-)
+from analysis.pca import abs_cosine, mean_energy, projection_psnr, psnr, summary
 from inpaint.errors import InpaintError
 from inpaint.masks import CenterMask
+from inpaint.pca import PCA, CovarianceAccumulator, crop_vectors, fit_pca
 from tolerances import rel_tol
 
 F64 = torch.float64

@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from celeba_tree import make_celeba_tree
+from inpaint.checks import check_model
+from tolerances import rel_tol
 from wandb_records import offline_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,3 +140,55 @@ def test_wrong_celeba_root_fails_with_one_clear_message(tmp_path):
     assert "img_align_celeba" in output and "data.root=" in output
     assert "Traceback" not in output
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("pca", [["model.pca_weight=0.1"], ["model.pca_head=true", "model.pca_components=16"]],
+                         ids=["regulariser", "head"])
+def test_the_pca_extension_trains_checkpoints_analyses_and_reloads_from_the_checkpoint_alone(pca, tmp_path):
+    """The issue's two acceptance commands: the basis is fitted once at the start, kept in the
+    checkpoint, the analyses run through the head, and analyze.py rebuilds the same model from the
+    checkpoint alone (same holdout numbers, no data for the basis)."""
+    result = run("experiment=smoke", *pca, f"hydra.run.dir={tmp_path / 'train'}", "logger=csv", "callbacks.rich_progress_bar=null")
+    assert (result.stdout + result.stderr).count("PCA basis: top") == 1
+    k = 16 if "model.pca_head=true" in pca else 32
+    ckpt = torch.load(tmp_path / "train" / "checkpoints" / "last.ckpt", weights_only=True)
+    (components,) = [value for key, value in ckpt["state_dict"].items() if key.endswith("components")]
+    assert components.shape == (64 * 64, k) and components.abs().sum() > 0
+    summary = json.loads((tmp_path / "train" / "analysis" / "summary.json").read_text())
+    # f(a y) = a f(y) and A_y y = f(y) through the head too, by the analyses' own float32 checks (the
+    # last multiplies out A_y's two halves through the code, the head inside the decoder's): each
+    # output a chain of sums over the 3 x 128 x 128 inputs
+    tol = rel_tol(torch.float32, 3 * 128 * 128)
+    assert summary["homogeneity"]["max"] < tol and summary["homogeneity"]["full_jacobian"] < tol
+    analysed = run_analyze(f"ckpt_path={tmp_path / 'train' / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={tmp_path / 'again'}")
+    assert analysed.returncode == 0, analysed.stdout[-3000:] + analysed.stderr[-3000:]
+    again = json.loads((tmp_path / "again" / "analysis" / "summary.json").read_text())
+    assert again["metrics"]["psnr"] == pytest.approx(summary["metrics"]["psnr"], rel=1e-6)
+
+
+def run_analyze(*overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    return subprocess.run([sys.executable, str(ROOT / "analyze.py"), *overrides], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_pca_ablation_sweeps_every_preset_at_faces_papers_length():
+    """experiment=pca_ablation is a sweep by itself: faces_paper's recipe and length at the 64 mask,
+    over presets that span no PCA, two regulariser weights and the head at two k, each valid."""
+    os.environ.setdefault("INPAINT_ROOT", str(ROOT))
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=pca_ablation"], return_hydra_config=True)
+    assert cfg.hydra.mode == RunMode.MULTIRUN
+    presets = cfg.hydra.sweeper.params.pca.split(",")
+    paper = composed("experiment=faces_paper")
+    models = []
+    for preset in presets:
+        run = composed("experiment=pca_ablation", f"pca={preset}")
+        assert run.trainer.max_epochs == paper.trainer.max_epochs and run.data.train_size == paper.data.train_size
+        assert run.model.mask_size == 64 and run.model.base_channels == paper.model.base_channels
+        model = OmegaConf.to_container(run.model, resolve=True)
+        check_model(model, run.image_size)
+        models.append(model)
+    weights = {m["pca_weight"] for m in models if not m["pca_head"]}
+    assert 0 in weights and len(weights) >= 3
+    assert len({m["pca_components"] for m in models if m["pca_head"]}) >= 2

@@ -116,6 +116,14 @@ class ImageDataModule(L.LightningDataModule):
             persistent_workers=workers > 0,
         )
 
+    def pca_loader(self) -> DataLoader:
+        """The training images once, in a fixed order and unflipped (epoch 0's items for a data set
+        drawn by epoch): what the model's PCA basis is fitted on when fitting starts."""
+        workers, pin = self.loader_settings()
+        dataset = self.split("train")
+        sampler = EpochSampler(len(dataset), dataset.seed) if getattr(dataset, "by_epoch", False) else None
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=workers, pin_memory=pin)
+
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
 

@@ -9,6 +9,11 @@ filled with Pathak's per-channel constants): the comparison row.
 The two 4x4-on-4x4 bottleneck convolutions (E6 and D1) are exactly dense layers; written as
 ``nn.Linear`` they compute the same function and train 2-3x faster on CPU
 (``dense_bottleneck=False`` keeps the convolutions, the reference for benchmarks).
+
+``pca_components=k`` gives the generator the training originals' top-k principal components
+(:class:`~inpaint.models.basis.PCABasis`, fitted when training starts, the decoder's last layer);
+``pca_head=True`` makes that layer the projection on them, uncentred so that the bias-free model
+stays homogeneous.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from torch import nn
 
 from inpaint.errors import InpaintError
 from inpaint.masks import SUPPORTED_SIZES, CenterMask
+from inpaint.models.basis import PCABasis
 from inpaint.models.batchnorm import BiasFreeBatchNorm
 
 # Pathak's hole fill for the original model: the ImageNet mean colour, mapped to [-1, 1].
@@ -50,6 +56,9 @@ class ContextEncoder(nn.Module):
             and Torch7's 0.1). The bias-free network's eval-mode output scales with every
             running std, so a noisy estimate moves validation PSNR from epoch to epoch; 0.01
             averages over ~100 batches.
+        pca_components: k of the PCA basis the generator holds (0: none).
+        pca_head: project the prediction on that basis (needs ``pca_components``).
+        pca_centred: project about the crops' mean (an offset: the original model only).
     """
 
     def __init__(
@@ -62,6 +71,9 @@ class ContextEncoder(nn.Module):
         overlap: int | None = None,
         dense_bottleneck: bool = True,
         bn_momentum: float = 0.1,
+        pca_components: int = 0,
+        pca_head: bool = False,
+        pca_centred: bool = False,
     ) -> None:
         super().__init__()
         if mask_size not in SUPPORTED_SIZES:
@@ -107,9 +119,19 @@ class ContextEncoder(nn.Module):
             decoder += [nn.Conv2d(2 * c, c, 3, 1, 1, bias=bias), norm(c), nn.ReLU(), nn.Conv2d(c, 3, 3, 1, 1, bias=bias)]
         if not bias_free:
             decoder.append(nn.Tanh())
+        if pca_head and not pca_components:
+            raise InpaintError("model.pca_head=true projects on model.pca_components principal components: set it to 1 or more.")
+        if pca_components:  # the last layer: the head, or the identity holding the regulariser's basis
+            decoder.append(PCABasis(mask_size, pca_components, bias_free, pca_centred, pca_head))
         self.encoder = nn.Sequential(*encoder)
         self.decoder = nn.Sequential(*decoder)
         init_weights(self)
+
+    @property
+    def basis(self) -> PCABasis | None:
+        """The PCA basis (the decoder's last layer), or None for a model without one."""
+        last = self.decoder[-1]
+        return last if isinstance(last, PCABasis) else None
 
     def forward(self, masked: torch.Tensor) -> torch.Tensor:
         """Predict the m x m centre (in the model's own value range) from a masked input."""
