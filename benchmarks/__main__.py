@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--device cpu|cuda] [--out FILE] [--only train,jacobian,pca,data]``:
+"""``python -m benchmarks [--quick] [--device cpu|cuda] [--out FILE] [--only train,jacobian,pca,data,pca_head]``:
 run the cases, print a table and write the results as JSON."""
 
 from __future__ import annotations

@@ -107,7 +107,29 @@ def train(quick: bool, device: str) -> dict:
     return result
 
 
-def _flops(fn) -> int:
+PCA_HEAD_K = 256  # the larger head of experiment=pca_ablation
+
+
+def pca_head(quick: bool, device: str) -> dict:
+    """What the PCA projection head costs: training throughput (batch 64, the 64 mask, generator and
+    critic steps, the project's settings on the device) with the head on the top 256 components
+    against the same model without it. Not a fast path but a price, so no efficiency: the step's is
+    the train case's; the head adds 4 x 3 x 4096 x 256 FLOPs an image to the forward pass."""
+    size = TRAIN[quick]
+    width, steps, warmup, repeats = size["width"], size["steps"], size["warmup"], size["repeats"]
+    fit = {"width": width, "batch": BATCH, "steps": steps, "warmup": warmup, "device": device}
+    settings = best_settings(device)
+    with Worker(retain_freed_memory=True) as plain, Worker(retain_freed_memory=True) as head:
+        ref, ours = alternate(lambda: plain("fit", settings=settings, **fit),
+                              lambda: head("fit", settings={**settings, "pca_components": PCA_HEAD_K}, **fit), repeats)
+    return {
+        "width": width, "batch": BATCH, "steps": steps, "repeats": repeats, "settings": settings, "k": PCA_HEAD_K,
+        "without_head_images_per_s": ref, "with_head_images_per_s": ours, "ratio": ours / ref,
+        "note": "ratio < 1: the head's share of a training step (its projection runs in float32, autocast off)",
+    }
+
+
+
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()
@@ -293,4 +315,4 @@ def data(quick: bool, device: str) -> dict:
     }
 
 
-CASES = {"train": train, "jacobian": jacobian_case, "pca": pca, "data": data}
+CASES = {"train": train, "jacobian": jacobian_case, "pca": pca, "data": data, "pca_head": pca_head}

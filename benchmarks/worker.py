@@ -66,16 +66,23 @@ def _accelerator(device: str) -> dict:
 
 
 def _fit(settings: dict, width: dict, batch: int, steps: int, device: str, callback: L.Callback) -> None:
-    """``steps`` generator + critic steps of :class:`InpaintingModule` with ``settings`` on random images."""
+    """``steps`` generator + critic steps of :class:`InpaintingModule` with ``settings`` on random images
+    (with ``settings["pca_components"] = k``: the PCA projection head on k components)."""
     torch.manual_seed(0)
     images = torch.rand(batch * steps, 3, 128, 128)
+    k = settings.get("pca_components", 0)  # the PCA head on k components, or none
     model = InpaintingModule(
         adv_weight=0.001,
         dense_bottleneck=settings["dense_bottleneck"],
         channels_last=settings["channels_last"],
         fused_adam=settings["fused_adam"],
+        pca_head=bool(k),
+        pca_components=k or 32,
         **width,
     )
+    if k:  # a random orthonormal basis, set before fitting (which would fit one from a data module)
+        basis = model.generator.basis
+        basis.set(torch.linalg.qr(torch.randn(basis.mask_size**2, k)).Q, torch.zeros(basis.mask_size**2), len(images))
     trainer = L.Trainer(
         **_accelerator(device),
         precision=settings["precision"],

@@ -73,6 +73,19 @@ def test_train_and_jacobian_cases_report_their_efficiency(monkeypatch):
     assert math.isclose(jacobian["efficiency"], jacobian["compute_bound_seconds"] / jacobian["full_seconds"])
 
 
+def test_the_pca_head_case_prices_the_head_against_the_same_model_without_it(monkeypatch):
+    monkeypatch.setitem(cases.TRAIN, True, {"width": TINY, "steps": 2, "warmup": 1, "repeats": 1})
+    head = cases.pca_head(True, "cpu")
+    assert head["k"] == 256 and head["width"] == TINY
+    assert measured(head["with_head_images_per_s"]) and measured(head["without_head_images_per_s"])
+    assert math.isclose(head["ratio"], head["with_head_images_per_s"] / head["without_head_images_per_s"])
+    settings = cases.best_settings("cpu")
+    with Worker() as worker:  # the head's side does run the head: its two products per channel, forward and backward
+        plain = worker("step_flops", settings=settings, width=TINY, batch=2)
+        with_head = worker("step_flops", settings={**settings, "pca_components": 256}, width=TINY, batch=2)
+    assert with_head - plain >= 2 * 2 * 3 * 4096 * 256 * 2  # at least the forward's 2 products x 2 FLOPs x batch 2
+
+
 @pytest.mark.parametrize("device, native_bf16, precision", [("cpu", True, "bf16-mixed"), ("cpu", False, "32-true"),
                                                            ("cuda", True, "bf16-mixed"), ("cuda", False, "16-mixed")])
 def test_ours_takes_the_precision_the_project_resolves_for_the_device(monkeypatch, device, native_bf16, precision):
