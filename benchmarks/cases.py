@@ -129,7 +129,7 @@ def pca_head(quick: bool, device: str) -> dict:
     }
 
 
-
+def _flops(fn) -> int:
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         fn()
     return counter.get_total_flops()
