@@ -118,3 +118,6 @@ def test_train_loader_draws_by_epoch_and_val_and_holdout_stay_fixed() -> None:
         fixed = PhotoPatches([photos[name] for name in split_photos(split)], length=8, seed=5)
         assert torch.equal(torch.cat(list(loader)), torch.stack([fixed[i] for i in range(8)]))
         assert torch.equal(torch.cat(list(loader)), torch.cat(list(loader)))
+    # the PCA basis is fitted on epoch 0's patches, unflipped: the same set as the first epoch trains on
+    fitted = torch.cat(list(dm.pca_loader()))
+    assert sorted(p.numpy().tobytes() for p in fitted) == sorted(p.numpy().tobytes() for p in first)
