@@ -29,7 +29,6 @@ from analysis.findings import findings
 from analysis.report import AnalysisSettings, analyse
 from analysis.results import load_results
 from inpaint.checks import check_data, check_writable
-from inpaint.data import to_float
 from inpaint.errors import InpaintError, exit_on_user_error
 from inpaint.hardware import resolve_accelerator
 from inpaint.malloc import retain_freed_memory
@@ -107,8 +106,8 @@ def analyse_checkpoints(cfg: DictConfig, settings: AnalysisSettings, out: Path) 
             name += "_"
         folder = out / "analysis" / name if len(paths) > 1 else out / "analysis"
         L.seed_everything(cfg.seed, workers=True)
-        datamodule = hydra.utils.instantiate(data)
-        results = analyse(model.generator, (to_float(images) for images in datamodule.holdout_dataloader()), settings)
+        datamodule = hydra.utils.instantiate(data, mask=model.hparams.get("mask"))  # the run's holdout holes
+        results = analyse(model.generator, datamodule.holdout_dataloader(), settings, mask=model.mask)
         results.summary["run"] = {"checkpoint": str(path), "overrides": overrides, "data": OmegaConf.to_container(data)}
         results.save(folder)
         save_all(run_figures(results), folder)

@@ -246,7 +246,8 @@ def train(cfg: DictConfig) -> float | None:
     if cfg.retain_freed_memory:
         retain_freed_memory()
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = hydra.utils.instantiate(cfg.data)
+    # random holes are drawn with the data (per item, in the loader's workers), training holes from the run's seed
+    datamodule = hydra.utils.instantiate(cfg.data, mask=OmegaConf.to_container(cfg.mask, resolve=True), mask_seed=cfg.seed)
     model = hydra.utils.instantiate(cfg.model)
     model.set_step_options(**{key: cfg.trainer.get(key, default) for key, default in STEP_OPTIONS.items()})
     loggers = instantiate_all(cfg.get("logger"))

@@ -16,7 +16,7 @@ from analysis.figures import run_figures, save_all, to_rgb_array
 from analysis.findings import table
 from analysis.report import AnalysisSettings, analyse
 from analysis.results import ARRAYS, SUMMARY, Results
-from inpaint.data import ImageDataModule, to_float
+from inpaint.data import ImageDataModule
 from inpaint.images import log_image
 from inpaint.module import InpaintingModule
 
@@ -44,8 +44,7 @@ class HoldoutAnalysis(L.Callback):
             log.warning("HoldoutAnalysis needs an ImageDataModule with a holdout split; skipped.")
             return
         start = time.perf_counter()
-        batches = (to_float(images) for images in datamodule.holdout_dataloader())
-        results = analyse(pl_module.generator, batches, self.settings)
+        results = analyse(pl_module.generator, datamodule.holdout_dataloader(), self.settings, mask=pl_module.mask)
         folder = Path(self.folder or Path(trainer.default_root_dir) / "analysis")
         results.save(folder)
         figures = run_figures(results)

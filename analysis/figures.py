@@ -24,6 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
 from analysis.jacobian import phi_windows
+from analysis.locality import phi_windows as phi_windows_of
 from analysis.results import Results
 from inpaint.masks import CenterMask
 
@@ -129,10 +130,31 @@ def _number(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
 
 
-def _outline(ax, mask: CenterMask, **kwargs) -> None:
-    """The predicted m x m square's outline, in image pixel coordinates."""
-    style = {"fill": False, "edgecolor": "white", "linestyle": "--", "linewidth": 1.5} | kwargs
-    ax.add_patch(Rectangle((mask.start - 0.5, mask.start - 0.5), mask.size, mask.size, **style))
+Geometry = CenterMask | tuple[np.ndarray, np.ndarray]  # a centred square, or (hole, predicted region) as bool [S, S]
+
+
+def _geometry(mask: Geometry) -> tuple[np.ndarray, np.ndarray, int]:
+    """(hole, predicted region, offset of pixel coordinates): a centred square's, whose named pixels are
+    given in coordinates of its m x m square, or any hole's, whose pixels are image coordinates."""
+    if isinstance(mask, CenterMask):
+        hole = np.zeros((mask.image_size,) * 2, bool)
+        hole[mask.hole, mask.hole] = True
+        region = np.zeros_like(hole)
+        region[mask.start : mask.end, mask.start : mask.end] = True
+        return hole, region, mask.start
+    hole, region = mask
+    return np.asarray(hole, bool), np.asarray(region, bool), 0
+
+
+def _outline(ax, mask: Geometry, **kwargs) -> None:
+    """The predicted region's outline (the m x m square, or any region's contour), in image pixel coordinates."""
+    style = {"edgecolor": "white", "linestyle": "--", "linewidth": 1.5} | kwargs
+    if isinstance(mask, CenterMask):
+        ax.add_patch(Rectangle((mask.start - 0.5, mask.start - 0.5), mask.size, mask.size, fill=False, **style))
+        return
+    region = _geometry(mask)[1]
+    ax.contour(region.astype(float), levels=[0.5], colors=[style["edgecolor"]], linestyles=[style["linestyle"]],
+               linewidths=[style["linewidth"]])
 
 
 def fig_inpainting(examples: Mapping[str, tuple], original) -> Figure:
@@ -181,6 +203,25 @@ def fig_phi_window(masked, mask: CenterMask, ps: Sequence[float] = (0.1, 0.25, 0
     else:
         _outline(ax, mask)
         handles.append(Line2D([], [], color="0.3", linestyle="--", label="predicted square"))
+    fig.legend(handles=handles, loc="outside right center", fontsize=SMALL, frameon=False)
+    return fig
+
+
+def fig_phi_window_region(masked, region, ps: Sequence[float] = (0.1, 0.25, 0.5)) -> Figure:
+    """F2 for any hole: the masked input ``[3, S, S]`` with the predicted region (dashed: zeroed, as
+    the authors' code zeroes the square) and, for each p, the window grown from it by p times its
+    reach (``analysis.locality.phi_windows``) as a contour."""
+    region = np.asarray(region, bool)
+    fig = _figure(r"$\phi_p$ windows (from the predicted region)", (6.6, 4.8))
+    ax = fig.add_subplot()
+    _image(ax, masked)
+    handles = []
+    for k, (p, window) in enumerate(zip(ps, phi_windows_of(region, ps))):
+        colour = f"C{k + 1}"
+        ax.contour(window.astype(float), levels=[0.5], colors=[colour], linewidths=[2.5])
+        handles.append(Line2D([], [], color=colour, linewidth=3, label=f"p = {p:g}"))
+    _outline(ax, (region, region))
+    handles.append(Line2D([], [], color="0.3", linestyle="--", label="zeroed (predicted region)"))
     fig.legend(handles=handles, loc="outside right center", fontsize=SMALL, frameon=False)
     return fig
 
@@ -297,8 +338,9 @@ def fig_projection_psnr(psnr_by_k: Mapping[int, float], reconstruction_psnr: flo
     fig, ax = _plot(f"PSNR of projections ({kind})", "number of PCs k", "PSNR vs originals (dB)")
     ks, values = _by_k(psnr_by_k)
     ax.plot(ks, values, marker="o", linewidth=2, label="projected recon.")
-    ax.axhline(float(reconstruction_psnr), color="0.3", linestyle="--", linewidth=2,
-               label=f"recon., no projection ({float(reconstruction_psnr):.1f} dB)")
+    if reconstruction_psnr is not None:  # None: infinite (crops the holes never reached)
+        ax.axhline(float(reconstruction_psnr), color="0.3", linestyle="--", linewidth=2,
+                   label=f"recon., no projection ({float(reconstruction_psnr):.1f} dB)")
     _log_k(ax)
     ax.legend(fontsize=SMALL)
     return fig
@@ -353,7 +395,7 @@ def fig_phi_by_mask(ps, curves: Mapping[int, object], reference: Mapping[int, Ma
 
 
 def fig_weight_maps(rows: Mapping[str, Mapping[str, object]], pixels: Mapping[str, Mapping[str, tuple[int, int]]],
-                    masks: Mapping[str, CenterMask], log: bool = False, floor: float = 1e-4,
+                    masks: Mapping[str, Geometry], log: bool = False, floor: float = 1e-4,
                     hide_hole: bool = True, title: str = "Input-pixel weights") -> Figure:
     """F10: input-pixel weight maps ``[S, S]`` (rows of the Jacobian), one row per model / mask, one
     column per named output pixel. Shows |weight| on one scale per row (``log``: LogNorm from ``floor``
@@ -366,13 +408,11 @@ def fig_weight_maps(rows: Mapping[str, Mapping[str, object]], pixels: Mapping[st
     cmap = colormaps[MAGNITUDE].with_extremes(bad="0.55")
     for r, (row, maps) in enumerate(rows.items()):
         mask = masks[row]
+        hole, _, offset = _geometry(mask)
         shown = {}
         for name, weights in maps.items():
             magnitude = np.abs(_as_numpy(weights))
-            hidden = np.zeros(magnitude.shape, bool)
-            if hide_hole:
-                hidden[mask.hole, mask.hole] = True
-            shown[name] = np.ma.masked_array(magnitude, hidden)
+            shown[name] = np.ma.masked_array(magnitude, hole if hide_hole else np.zeros(magnitude.shape, bool))
         top = max(float(m.max()) for m in shown.values()) or 1.0
         norm = LogNorm(top * floor, top) if log else Normalize(0, top)
         for c, name in enumerate(names):
@@ -382,7 +422,7 @@ def fig_weight_maps(rows: Mapping[str, Mapping[str, object]], pixels: Mapping[st
                 continue
             image = _image(ax, np.ma.maximum(shown[name], top * floor) if log else shown[name], cmap=cmap, norm=norm)
             i, j = pixels[row][name]
-            ax.plot(mask.start + j, mask.start + i, marker="+", markersize=12, markeredgewidth=2, color="cyan")
+            ax.plot(offset + j, offset + i, marker="+", markersize=12, markeredgewidth=2, color="cyan")
             _outline(ax, mask, linewidth=1)
             ax.set_title(f"{name} ({i},{j})", fontsize=SMALL)
         axes[r, 0].set_ylabel(row, fontsize=LABEL)
@@ -392,8 +432,8 @@ def fig_weight_maps(rows: Mapping[str, Mapping[str, object]], pixels: Mapping[st
         bar.set_ticks(ticks, labels=[f"{t:.2g}" for t in ticks], fontsize=SMALL - 1)
         bar.set_label("|weight|", fontsize=SMALL)
         bar.minorticks_off()
-    hole = "grey: hole (zero input); " if hide_hole else ""
-    fig.supxlabel(f"{hole}+: output pixel; dashed: predicted square", fontsize=SMALL)
+    hidden = "grey: hole (zero input); " if hide_hole else ""
+    fig.supxlabel(f"{hidden}+: output pixel; dashed: predicted region", fontsize=SMALL)
     return fig
 
 
@@ -438,25 +478,27 @@ def fig_singular_vectors(output_vectors, input_vectors, s, kind: str = "mean") -
 
 
 def fig_centroids(offsets: Mapping[str, tuple[float, float]], pixels: Mapping[str, tuple[int, int]],
-                  mask: CenterMask, background=None) -> Figure:
+                  mask: Geometry, background=None) -> Figure:
     """Beyond the paper (its "neck" observation): an arrow from each named output pixel (i, j) of the
-    predicted square to the centroid of its |weight| map, ``offsets[name] = (d_row, d_col)`` as from
+    predicted region (square coordinates for a :class:`CenterMask`, image coordinates for (hole, region)) to the centroid of its |weight| map, ``offsets[name] = (d_row, d_col)`` as from
     ``analysis.jacobian.centroid_offset``; d_row > 0 means the weight lies below the pixel. Drawn in
     input-image coordinates over ``background`` (e.g. the masked input ``[3, S, S]``), zoomed to the
     predicted square and the arrows."""
     fig = _figure("Weight centroid vs output pixel", (6.8, 4.8))
     ax = fig.add_subplot()
-    size = mask.image_size
+    size = _geometry(mask)[1].shape[-1]
     if background is not None:
         _image(ax, background, alpha=0.45)
     else:
         ax.set_xticks([])
         ax.set_yticks([])
     _outline(ax, mask, edgecolor="0.3")
-    ends = [mask.start, mask.end - 1]
+    _, region, offset = _geometry(mask)
+    rows, cols = np.nonzero(region)
+    ends = [rows.min(), rows.max(), cols.min(), cols.max()]
     for k, (name, (dr, dc)) in enumerate(offsets.items()):
         i, j = pixels[name]
-        y, x = mask.start + i, mask.start + j
+        y, x = offset + i, offset + j
         colour = f"C{k}"
         ax.plot(x, y, marker="o", markersize=8, color=colour, linestyle="none", label=f"{name}: {dr:+.1f}, {dc:+.1f}")
         ax.annotate("", xy=(x + dc, y + dr), xytext=(x, y),
@@ -471,7 +513,7 @@ def fig_centroids(offsets: Mapping[str, tuple[float, float]], pixels: Mapping[st
     return fig
 
 
-VERDICT_COLOURS = {"holds": "#2a9d3f", "fails": "#d1372b", "inconclusive": "0.55"}
+VERDICT_COLOURS = {"holds": "#2a9d3f", "fails": "#d1372b", "inconclusive": "0.55", "not applicable": "0.55"}
 
 
 def fig_findings(entries: Sequence[Mapping]) -> Figure:
@@ -483,6 +525,12 @@ def fig_findings(entries: Sequence[Mapping]) -> Figure:
     for ax, entry in zip(axes, entries):
         colour = VERDICT_COLOURS[entry["verdict"]]
         value, threshold = entry["value"], entry["threshold"]
+        if value is None:  # not applicable to this run: said, nothing drawn
+            ax.set_axis_off()
+            ax.text(0.0, 0.5, entry["id"], transform=ax.transAxes, ha="right", va="center", fontsize=SMALL)
+            ax.text(0.02, 0.5, f"not applicable: {entry['interval_note'].removeprefix('not applicable: ')}",
+                    transform=ax.transAxes, color=colour, fontsize=SMALL, va="center", style="italic")
+            continue
         points = [value, threshold] + list(entry["interval"] or []) + ([entry["authors"]] if entry["authors"] is not None else [])
         points = [p for p in points if p is not None and np.isfinite(p)]
         if entry["interval"] and all(p is not None and np.isfinite(p) for p in entry["interval"]):
@@ -511,43 +559,52 @@ def run_figures(results: Results) -> dict[str, Figure]:
     run's own, or those loaded back by ``load_results``), keyed by the PNG's name."""
     summary, arrays = results.summary, results.arrays
     m, size = summary["mask_size"], summary["image_size"]
-    mask = CenterMask(size, m, summary["overlap"])
+    mask = CenterMask(size, m, summary["overlap"]) if m is not None else None  # None: a hole per image
+    hole_name = f"{m}x{m} mask" if m is not None else "random holes"
     out = {"F1_inpainting": fig_inpainting(
-        {f"{m}x{m} mask": (arrays["examples.masked"], arrays["examples.inpainted"])}, arrays["examples.originals"]
+        {hole_name: (arrays["examples.masked"], arrays["examples.inpainted"])}, arrays["examples.originals"]
     )}
     if "baselines" in summary:
         out["baselines"] = fig_baselines({"CNN": summary["model_on_baseline_images"], **summary["baselines"]},
                                          images=summary["baselines_images"])
-    pca = summary["pca"]
-    out["F3_eigenimages"] = fig_eigenimages(arrays["pca.components_originals"], arrays["pca.components_reconstructions"], m)
+    pca, w = summary["pca"], summary.get("pca_window", m)  # the side of the PCA's centred crops
+    out["F3_eigenimages"] = fig_eigenimages(arrays["pca.components_originals"], arrays["pca.components_reconstructions"], w)
     out["F4_abs_cosine"] = fig_abs_cosine(pca["abs_cosine"])
     ks = [int(k) for k in arrays["pca.projection_ks"]]
     out["F5_projections"] = fig_projections(arrays["pca.crops_originals"], arrays["pca.crops_reconstructions"],
-                                            dict(zip(ks, arrays["pca.projections"])), m, pca["grayscale"])
+                                            dict(zip(ks, arrays["pca.projections"])), w, pca["grayscale"])
     out["F6_energy_captured"] = fig_energy_captured(
         {"uncentred (authors' code)": pca["energy_captured"]["uncentred"], "centred": pca["energy_captured"]["centred"]},
-        reference=m == 64 and pca["grayscale"],
+        reference=m == 64 and pca["grayscale"] and summary.get("architecture", "ContextEncoder") == "ContextEncoder",
     )
     out["F7_total_energy"] = fig_total_energy(pca["total_energy"]["originals"], pca["total_energy"]["reconstructions"])
     out["projection_psnr"] = fig_projection_psnr(pca["projection_psnr"]["centred"], pca["reconstruction_psnr"])
     jac = summary["jacobian"]
     ps, phi, pixels = jac["p"], jac["phi_p"], {name: tuple(ij) for name, ij in jac["pixels"].items()}
     names, background = list(pixels), arrays["jacobian.background"]
-    out["F2_phi_window"] = fig_phi_window(background, mask, (0.1, 0.25, 0.5), "code")
+    if "jacobian.region" in arrays:  # the first analysed image's hole and predicted region (image coordinates)
+        geometry = (arrays["jacobian.known"] == 0, arrays["jacobian.region"] > 0)
+    else:  # results of an earlier version: a centred square, pixels in its coordinates
+        geometry = mask
+    if mask is not None and "jacobian.region" not in arrays:
+        out["F2_phi_window"] = fig_phi_window(background, mask, (0.1, 0.25, 0.5), "code")
+    else:
+        out["F2_phi_window"] = fig_phi_window_region(background, geometry[1], (0.1, 0.25, 0.5))
     corner_edge_centre = ("corner", "edge", "centre")
-    reference = AUTHORS_PHI.get(m)
+    reference = AUTHORS_PHI.get(m) if summary.get("architecture", "ContextEncoder") == "ContextEncoder" else None
     out["F8_phi_curves"] = fig_phi_curves(ps, {name: phi["code"][name] for name in corner_edge_centre},
-                                          rf"$\phi_p$, {m}x{m} mask (authors' code definition)", reference=reference)
-    out["F9_phi_by_mask"] = fig_phi_by_mask(ps, {m: phi["code"]["centre"]},
-                                            reference={m: reference["centre"]} if reference else None)
+                                          rf"$\phi_p$, {hole_name} (authors' code definition)", reference=reference)
+    if m is not None:  # F9 compares centred squares of two sizes: not applicable to random holes
+        out["F9_phi_by_mask"] = fig_phi_by_mask(ps, {m: phi["code"]["centre"]},
+                                                reference={m: reference["centre"]} if reference else None)
     biharmonic_phi = summary["biharmonic_phi_p"]["hole"]
     out["phi_vs_biharmonic"] = fig_phi_curves(
         ps, {name: phi["hole"][name] for name in corner_edge_centre},
-        rf"$\phi_p$ from the hole's edge, {m}x{m}: CNN vs biharmonic",
+        rf"$\phi_p$ from the hole's edge, {hole_name}: CNN vs biharmonic",
         baseline={name: biharmonic_phi[name] for name in corner_edge_centre},
     )
-    label = f"CNN {m}x{m}"
-    masks, located = {label: mask, "biharmonic": mask}, {label: pixels, "biharmonic": pixels}
+    label = f"CNN {m}x{m}" if m is not None else "CNN"
+    masks, located = {label: geometry, "biharmonic": geometry}, {label: pixels, "biharmonic": pixels}
     biharmonic = dict(zip(names, arrays["biharmonic.weight_maps"]))
     out["F10_weight_maps"] = fig_weight_maps(
         {label: dict(zip(names, arrays["jacobian.weight_maps_channel0"])), "biharmonic": biharmonic}, located, masks,
@@ -559,7 +616,7 @@ def run_figures(results: Results) -> dict[str, Figure]:
     )
     if summary.get("findings"):
         out["findings"] = fig_findings(summary["findings"])
-    out["centroids"] = fig_centroids({name: tuple(v) for name, v in jac["centroid_offset"].items()}, pixels, mask, background)
+    out["centroids"] = fig_centroids({name: tuple(v) for name, v in jac["centroid_offset"].items()}, pixels, geometry, background)
     if "svd" in jac:
         svd = jac["svd"]
         out["svd_spectrum"] = fig_singular_values(

@@ -6,7 +6,8 @@ an id, the claim in one sentence, how its statistic is computed, the threshold i
 authors' CelebA value where they give one, and a function of the results. Intervals are
 percentile bootstraps over the analysed images (seeded, so reproducible): the per-image values are
 kept in ``results.npz``. The verdict is ``holds`` when the whole interval lies on the claim's side
-of the threshold, ``fails`` when it lies on the other side, ``inconclusive`` when it straddles it.
+of the threshold, ``fails`` when it lies on the other side, ``inconclusive`` when it straddles it,
+``not applicable`` when the statistic is not defined for the run (its note says why).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from analysis.jacobian import AUTHORS_P
 from analysis.results import Results
 
-HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
+HOLDS, FAILS, INCONCLUSIVE, NOT_APPLICABLE = "holds", "fails", "inconclusive", "not applicable"
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 
 
@@ -92,6 +93,13 @@ def evaluate(claims: Sequence[Claim], *inputs, resamples: int = 2000, seed: int 
         if measured is None:
             continue
         interval, note = measured.interval, measured.note
+        if not np.isfinite(measured.value):
+            out.append({
+                "id": claim.id, "claim": claim.claim, "statistic": claim.statistic, "value": None, "interval": None,
+                "interval_note": note or "the statistic is not finite for this run", "threshold": claim.threshold,
+                "direction": ">" if claim.above else "<", "verdict": NOT_APPLICABLE, "authors": claim.authors,
+            })
+            continue
         if interval is None and measured.statistic is not None:
             interval = (bootstrap_every if measured.every else bootstrap)(measured.samples, measured.statistic, resamples, seed)
             n = len(measured.samples[0])
@@ -144,7 +152,10 @@ def _projection(results: Results) -> Measure | None:
     projected, raw = results.arrays["pca.projection_psnr"], results.arrays["pca.reconstruction_psnr"]
     if not len(projected):
         return None
-    gain = (projected - raw).T  # [N, K]
+    reached = np.isfinite(raw)  # random holes may miss the PCA's window: nothing to project there
+    if not reached.any():
+        return Measure(float("nan"), note="not applicable: no hole reached the PCA's window")
+    gain = (projected[:, reached] - raw[reached]).T  # [N, K]
     return Measure(float(gain.mean(0).max()), (gain,), lambda g: g.mean(0).max(),
                    note="percentile bootstrap over the holdout images (the components kept fixed)")
 
@@ -287,7 +298,10 @@ def table(entries: Sequence[dict]) -> str:
     """The findings as a few lines of text, for the log at the end of a run."""
     lines = []
     for e in entries:
+        if e["value"] is None:
+            lines.append(f"{e['verdict']:>14}  {e['id']:<28} ({e['interval_note']})")
+            continue
         interval = "[{:.4g}, {:.4g}]".format(*e["interval"]) if e["interval"] else "(no interval)"
         authors = f"  authors {e['authors']:.3g}" if e["authors"] is not None else ""
-        lines.append(f"{e['verdict']:>12}  {e['id']:<28} {e['value']:.4g} {interval} {e['direction']} {e['threshold']:.3g}{authors}")
+        lines.append(f"{e['verdict']:>14}  {e['id']:<28} {e['value']:.4g} {interval} {e['direction']} {e['threshold']:.3g}{authors}")
     return "\n".join(lines)

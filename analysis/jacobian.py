@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import numpy as np
 import scipy.linalg
 import torch
 import torch.nn.functional as F
@@ -66,7 +67,11 @@ def auto_chunk(network: nn.Module, x: torch.Tensor, share: float = 0.25, most: i
     batched product holds about two copies of every activation of one forward pass (measured by
     hooks on one forward). Above ``most`` a larger batch is no faster (measured on CPU)."""
     numel = [x.numel()]
-    hooks = [m.register_forward_hook(lambda m, i, out: numel.append(out.numel())) for m in network.modules() if not list(m.children())]
+
+    def count(module: nn.Module, inputs, out) -> None:
+        numel.extend(t.numel() for t in (out if isinstance(out, (tuple, list)) else (out,)) if isinstance(t, torch.Tensor))
+
+    hooks = [m.register_forward_hook(count) for m in network.modules() if not list(m.children())]
     try:
         with torch.no_grad():
             network(x)
@@ -191,30 +196,86 @@ def jacobian_factors(generator: ContextEncoder, masked: torch.Tensor, chunk: int
     return decoder.reshape(*out_shape, -1), encoder.reshape(-1, *y.shape[1:])
 
 
-def apply_jacobian(generator: nn.Module, masked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+class _Filled(nn.Module):
+    """y -> ``generator.fill(y, known)``, the contract's whole image (inpaint/models/contract.py), for
+    a fixed hole: the map whose Jacobian A_y is; a module, so that :func:`auto_chunk` can hook its layers."""
+
+    def __init__(self, generator: nn.Module, known: torch.Tensor) -> None:
+        super().__init__()
+        self.generator, self.known = generator, known
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        return self.generator.fill(y, self.known.to(y).expand(len(y), 1, *y.shape[-2:]))
+
+
+def _network(generator: nn.Module, known: torch.Tensor | None) -> nn.Module:
+    """y -> the generator's output: ``generator(y)`` (the Context Encoder's m x m square) without
+    ``known``; with it, the contract's whole image (:class:`_Filled`)."""
+    return generator if known is None else _Filled(generator, known)
+
+
+def apply_jacobian(generator: nn.Module, masked: torch.Tensor, known: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(f(y), A_y y) by one forward-mode product (``torch.func.jvp``), without building A_y.
 
-    ``masked`` is one input ``[3, H, W]`` or a batch ``[N, 3, H, W]``; the outputs match its batching."""
+    ``masked`` is one input ``[3, H, W]`` or a batch ``[N, 3, H, W]``; the outputs match its batching.
+    ``known`` (``[1 or N, 1, H, W]``): the contract's ``fill`` with that hole (else ``generator(y)``)."""
     y = masked.detach().to(torch.float32)
     single = y.ndim == 3
     y = y.unsqueeze(0) if single else y
     with _exact(generator, y.device):
-        fy, ay_y = jvp(generator, (y,), (y,))
+        fy, ay_y = jvp(_network(generator, known), (y,), (y,))
     return (fy[0], ay_y[0]) if single else (fy, ay_y)
 
 
-def homogeneity_error(generator: nn.Module, masked: torch.Tensor) -> float:
+def homogeneity_error(generator: nn.Module, masked: torch.Tensor, known: torch.Tensor | None = None) -> float:
     """||A_y y - f(y)|| / ||f(y)||: for the bias-free model zero up to float32 rounding (often exactly
     zero: with the tangent y, forward mode repeats the forward's own arithmetic); large for the
     biased one, whose biases, batch-norm shifts and Tanh the tangent does not see."""
-    fy, ay_y = apply_jacobian(generator, masked)
+    fy, ay_y = apply_jacobian(generator, masked, known)
     return ((ay_y - fy).norm() / fy.norm()).item()
 
 
-def net_bias(generator: nn.Module, masked: torch.Tensor) -> torch.Tensor:
+def net_bias(generator: nn.Module, masked: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
     """f(y) - A_y y, shaped like the prediction: the biased model's net bias (zero when bias-free)."""
-    fy, ay_y = apply_jacobian(generator, masked)
+    fy, ay_y = apply_jacobian(generator, masked, known)
     return fy - ay_y
+
+
+def pixel_rows(generator: nn.Module, masked: torch.Tensor, known: torch.Tensor, pixels: Sequence[tuple[int, int]],
+               chunk: int | None = None) -> torch.Tensor:
+    """Rows of A_y of any generator meeting the contract at output ``pixels`` (IMAGE coordinates
+    (row, col)), ``(P, 3, 3, H, W)``, by reverse mode through ``generator.fill(y, known)``: one forward
+    pass, then one vmapped pull-back per row (eval mode, float32; the generator is left as it was)."""
+    y = _batch_of_one(masked, "pixel_rows")
+    index = torch.arange(y.numel(), device=y.device).view(y.shape[1:])
+    r, c = torch.as_tensor(pixels, dtype=torch.long, device=y.device).reshape(-1, 2).T
+    with _exact(generator, y.device):
+        rows = _pulled_back(_network(generator, known), y, index[:, r, c].T.flatten(), chunk)
+    return rows.reshape(-1, 3, *y.shape[1:])
+
+
+def region_jacobian(generator: nn.Module, masked: torch.Tensor, known: torch.Tensor, chunk: int | None = None,
+                    method: str = "auto") -> torch.Tensor:
+    """The whole A_y of any generator meeting the contract: the rows of every predicted output pixel
+    (``generator.predicted(known)``, row-major) by the whole input, ``(3, n, 3, H, W)``, exact.
+
+    "rows": one vmapped pull-back per row through ``fill``. "code": the Context Encoder's chain rule
+    through its bottleneck (:func:`jacobian`'s, cheaper for its whole square); "auto" takes "code" for a
+    Context Encoder, else "rows". Both give the same matrix (tests)."""
+    if method not in ("auto", "rows", "code"):
+        raise ValueError(f'region_jacobian method must be "auto", "rows" or "code", not {method!r}.')
+    y = _batch_of_one(masked, "region_jacobian")
+    known = known.to(y).reshape(1, 1, *y.shape[-2:])
+    region = generator.predicted(known)[0, 0]
+    n = int(region.sum())
+    if method != "rows" and isinstance(generator, ContextEncoder):
+        return jacobian(generator, masked, chunk=chunk, method="code").reshape(3, n, *y.shape[1:])
+    if method == "code":
+        raise ValueError("region_jacobian method 'code' needs a ContextEncoder (an encoder and a decoder meeting at a code).")
+    index = torch.arange(y.numel(), device=y.device).view(y.shape[1:])
+    with _exact(generator, y.device):
+        rows = _pulled_back(_network(generator, known), y, index[:, region].flatten(), chunk)
+    return rows.reshape(3, n, *y.shape[1:])
 
 
 def weight_map(rows: torch.Tensor, kind: str = "channel0") -> torch.Tensor:
@@ -294,8 +355,11 @@ def phi_p(
     return ratio[..., 0] if ps.ndim == 0 else ratio
 
 
-def _known(jac: torch.Tensor, known_only: bool, mask: CenterMask | None) -> torch.Tensor:
-    """(H, W) boolean: the input pixels whose columns of A_y are kept."""
+def _known(jac: torch.Tensor, known_only: bool, mask: CenterMask | torch.Tensor | None) -> torch.Tensor:
+    """(H, W) boolean: the input pixels whose columns of A_y are kept. ``mask``: a centre mask, or
+    the known pixels themselves as a boolean ``(H, W)``."""
+    if known_only and isinstance(mask, torch.Tensor):
+        return mask.to(device=jac.device, dtype=torch.bool).reshape(jac.shape[-2:])
     keep = torch.ones(jac.shape[-2:], dtype=torch.bool, device=jac.device)
     if known_only:
         if mask is None:
@@ -315,11 +379,12 @@ def _gram(jac: torch.Tensor, keep: torch.Tensor, block_rows: int = 8) -> torch.T
     return gram
 
 
-def svd_spectrum(jac: torch.Tensor, known_only: bool = True, mask: CenterMask | None = None) -> torch.Tensor:
+def svd_spectrum(jac: torch.Tensor, known_only: bool = True, mask: CenterMask | torch.Tensor | None = None) -> torch.Tensor:
     """Singular values of A_y as a (3 m m, 3 H W) matrix, descending, float64.
 
     ``known_only`` keeps only the columns of input pixels outside the hole: the hole's inputs are zero,
-    so its columns never act on y. ``mask`` defaults to the centre mask matching a full A_y.
+    so its columns never act on y. ``mask`` defaults to the centre mask matching a full A_y; for any
+    other hole pass the known pixels as a boolean ``(H, W)`` tensor (A_y of any shape ``(..., 3, H, W)``).
 
     Computed as the square roots of the eigenvalues (``eigvalsh``) of the Gram matrix A A^T formed in
     float64 (never A itself in float64: at m = 64 it is 12288 x 39744 known columns, 1.8 GiB in
@@ -332,7 +397,7 @@ def svd_spectrum(jac: torch.Tensor, known_only: bool = True, mask: CenterMask | 
 
 
 def top_singular_vectors(
-    jac: torch.Tensor, k: int = 4, known_only: bool = True, mask: CenterMask | None = None
+    jac: torch.Tensor, k: int = 4, known_only: bool = True, mask: CenterMask | torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The k largest singular values s of A_y (as in :func:`svd_spectrum`) with their left singular
     vectors U as ``(k, 3, m, m)`` output images and right ones V as ``(k, 3, H, W)`` input images.
@@ -474,3 +539,82 @@ def spectrum_stats(decoder: torch.Tensor, encoder: torch.Tensor, mask: CenterMas
         "participation_ratio": participation_ratio(s),
     }
     return {"summary": summary, "singular_values": s, "vectors": (u, v, s[:vectors])}
+
+
+def _summary(s: torch.Tensor, method: str) -> dict:
+    return {
+        "method": method,
+        "columns": "known input pixels only (the hole's inputs are zero)",
+        "singular_values": s.tolist(),
+        "effective_dim": effective_dimensionality(s),
+        "participation_ratio": participation_ratio(s),
+    }
+
+
+def dense_spectrum(jac: torch.Tensor, known: torch.Tensor, vectors: int = 4) -> dict:
+    """The SVD analysis of a whole A_y held densely, ``(..., 3, H, W)`` (e.g. :func:`region_jacobian`'s),
+    over the ``known`` input pixels' columns (boolean ``(H, W)``): every singular value, from the float64
+    Gram matrix A A^T (:func:`svd_spectrum`), and the top ``vectors`` triplets. Returns what
+    :func:`spectrum_stats` returns."""
+    keep = _known(jac, True, known)
+    gram = _gram(jac, keep)
+    s = torch.linalg.eigvalsh(gram).clamp(min=0).sqrt().flip(0)
+    n = len(gram)
+    k = min(vectors, n)
+    _, top = scipy.linalg.eigh(gram.cpu().numpy(), subset_by_index=[n - k, n - 1])
+    u = torch.from_numpy(top).flip(1)
+    u = (u * torch.where(u.sum(0) < 0, -1.0, 1.0)).to(device=jac.device, dtype=jac.dtype)
+    v = (u.T @ jac.reshape(n, -1)).reshape(k, *jac.shape[-3:]) * keep / s[:k].to(jac)[:, None, None, None]
+    summary = _summary(s, f"exact: all {n} singular values of the dense A_y ({n} rows: the predicted pixels' channels), "
+                          "from its float64 Gram matrix")
+    return {"summary": summary, "singular_values": s, "vectors": (u.T.reshape(k, *jac.shape[:-3]), v, s[:k])}
+
+
+def matrix_free_spectrum(generator: nn.Module, masked: torch.Tensor, known: torch.Tensor, k: int = 64, vectors: int = 4,
+                         tol: float = 1e-4) -> dict:
+    """The top ``k`` singular values of a generator's A_y (its predicted pixels' rows, the known pixels'
+    columns) without forming it: Lanczos bidiagonalisation (``scipy.sparse.linalg.svds``, ARPACK) on a
+    linear operator whose products are one forward-mode (A v) or reverse-mode (A^T u) pass through
+    ``fill``. For holes whose dense A_y would not fit (hundreds of thousands of products otherwise);
+    the summary states each value's relative residual ||A v - s u|| / s, the proof of its accuracy.
+    ``effective_dim`` and ``participation_ratio`` are then over the top k only (said in ``method``)."""
+    from scipy.sparse.linalg import LinearOperator, svds
+
+    y = _batch_of_one(masked, "matrix_free_spectrum")
+    known = known.to(y).reshape(1, 1, *y.shape[-2:])
+    region = generator.predicted(known)[0, 0]
+    keep = known[0, 0] > 0.5
+    network = _network(generator, known)
+    rows, cols = 3 * int(region.sum()), 3 * int(keep.sum())
+    if not 0 < k < min(rows, cols):
+        raise ValueError(f"matrix_free_spectrum: k={k} must lie in (0, {min(rows, cols)}).")
+    with _exact(generator, y.device):
+        _, pull_back = vjp(network, y)
+
+        def forward(v: np.ndarray) -> np.ndarray:
+            tangent = torch.zeros_like(y)
+            tangent[0][:, keep] = torch.from_numpy(np.asarray(v, dtype=np.float32).reshape(3, -1)).to(y)
+            return jvp(network, (y,), (tangent,))[1][0][:, region].double().cpu().numpy().ravel()
+
+        def backward(u: np.ndarray) -> np.ndarray:
+            cotangent = torch.zeros_like(y)
+            cotangent[0][:, region] = torch.from_numpy(np.asarray(u, dtype=np.float32).reshape(3, -1)).to(y)
+            return pull_back(cotangent)[0][0][:, keep].double().cpu().numpy().ravel()
+
+        operator = LinearOperator((rows, cols), matvec=forward, rmatvec=backward, dtype=np.float64)
+        u, values, vt = svds(operator, k=k, tol=tol, random_state=0)
+        order = np.argsort(values)[::-1]
+        u, values, vt = u[:, order], values[order], vt[order]
+        residuals = [float(np.linalg.norm(forward(vt[i]) - values[i] * u[:, i]) / values[i]) for i in range(k)]
+    s = torch.from_numpy(values.copy())
+    top = min(vectors, k)
+    signs = np.where(u[:, :top].sum(0) < 0, -1.0, 1.0)
+    u_images = torch.zeros(top, 3, *y.shape[-2:], dtype=torch.float64)
+    u_images[:, :, region.cpu()] = torch.from_numpy((u[:, :top] * signs).T.reshape(top, 3, -1).copy())
+    v_images = torch.zeros(top, 3, *y.shape[-2:], dtype=torch.float64)
+    v_images[:, :, keep.cpu()] = torch.from_numpy((vt[:top].T * signs).T.reshape(top, 3, -1).copy())
+    summary = _summary(s, f"matrix-free: the top {k} of {min(rows, cols)} singular values (Lanczos, ARPACK tol {tol:g}); "
+                          f"effective_dim and participation_ratio over those {k} only")
+    summary["residuals"] = residuals
+    summary["max_residual"] = max(residuals)
+    return {"summary": summary, "singular_values": s, "vectors": (u_images.float(), v_images.float(), s[:top])}

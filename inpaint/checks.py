@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 
 from inpaint.errors import InpaintError
-from inpaint.masks import SUPPORTED_SIZES, CenterMask
+from inpaint.masks import SUPPORTED_SIZES, CenterMask, hole_sampler_from
+from inpaint.models.unet import check_settings as check_unet_settings
 
 # Lightning's precision names (lightning.pytorch.Trainer(precision=...)).
 PRECISIONS = (
@@ -27,15 +28,36 @@ def _whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+ARCHITECTURES = ("context_encoder", "unet")
+
+
 def check_model(model: dict, image_size: int) -> None:
-    """The generator and its optimisers: mask size and fit, widths, learning rates, betas, weights."""
+    """The generator, its holes and its optimisers: architecture, mask kind, size and fit, depth,
+    widths, learning rates, betas, weights."""
+    architecture = model.get("architecture", "context_encoder")
+    if architecture not in ARCHITECTURES:
+        raise InpaintError(f"model.architecture={architecture!r} is not an architecture here: use model=bias_free (the Context "
+                           f"Encoder, context_encoder) or model=unet (the partial-convolution U-Net, unet).")
+    mask = model.get("mask") or {}
+    kind = mask.get("kind", "center")
     mask_size = model["mask_size"]
-    if mask_size not in SUPPORTED_SIZES:
-        raise InpaintError(f"mask size {mask_size} has no decoder: choose mask=center16, center32 or center64.")
-    if not _whole(image_size) or image_size < 32 or image_size % 32:
-        raise InpaintError(f"image_size must be a positive multiple of 32 (the encoder halves it 5 times), not {image_size}.")
-    CenterMask(image_size, mask_size, model.get("overlap"))  # does the mask fit the image?
-    for name in ("base_channels", "bottleneck"):
+    if architecture == "context_encoder":
+        if kind != "center":
+            raise InpaintError(
+                f"model=bias_free (the Context Encoder) with mask={kind}: its decoder predicts the centred square only. "
+                f"Use mask=center16, center32 or center64 with it, or model=unet for {kind} holes."
+            )
+        if mask_size not in SUPPORTED_SIZES:
+            raise InpaintError(f"mask size {mask_size} has no decoder: choose mask=center16, center32 or center64.")
+        if not _whole(image_size) or image_size < 32 or image_size % 32:
+            raise InpaintError(f"image_size must be a positive multiple of 32 (the encoder halves it 5 times), not {image_size}.")
+    else:
+        _check_unet(model, image_size)
+    if mask_size is not None:
+        CenterMask(image_size, mask_size, model.get("overlap"))  # does the mask fit the image?
+    hole_sampler_from(mask, image_size)  # a random kind's settings (area range, counts, widths)
+    names = ("base_channels", "bottleneck") if architecture == "context_encoder" else ("base_channels",)
+    for name in names:
         if not _whole(model[name]) or model[name] < 1:
             raise InpaintError(f"model.{name} must be a positive integer, not {model[name]!r}.")
     for name in ("lr_g", "lr_d"):
@@ -53,6 +75,22 @@ def check_model(model: dict, image_size: int) -> None:
     check_pca(model)
     if not 0 <= model["adv_weight"] <= 1:
         raise InpaintError(f"model.adv_weight must lie in [0, 1], not {model['adv_weight']} (Pathak: 0.001; 0 = pure L2).")
+
+
+def _check_unet(model: dict, image_size: int) -> None:
+    """The U-Net: its depth must fit the image and reach across a hole of half its side; the critic and
+    the PCA extension judge or project the Context Encoder's centre square, so they are refused."""
+    check_unet_settings(image_size, model["base_channels"], model.get("depth", 5))
+    if model.get("adv_weight", 0) > 0:
+        raise InpaintError(
+            f"model.adv_weight={model['adv_weight']} with model=unet: the critic judges the Context Encoder's centre patch. "
+            f"Train the U-Net by the L2 alone: model.adv_weight=0 (conf/model/unet.yaml's default)."
+        )
+    if model.get("pca_weight", 0) or model.get("pca_head"):
+        raise InpaintError(
+            "the PCA regulariser and head (model.pca_weight, model.pca_head, pca=...) act on the Context Encoder's centre "
+            "square: use them with model=bias_free, or set pca=none with model=unet."
+        )
 
 
 def check_pca(model: dict) -> None:

@@ -1,8 +1,12 @@
-"""The LightningModule: Context Encoder training with Pathak's weighted L2 and adversarial loss.
+"""The LightningModule: inpainting generators trained with Pathak's weighted L2 (and critic).
 
-Masks are applied here, so data modules serve plain images. Generator and discriminator take
-turns in one manual-optimisation step (two Adam optimisers). PSNR and the L2 are measured on the
-hole, the pixels actually removed from the input, for every split, and SSIM for val and holdout.
+Two architectures (``architecture``): the Context Encoder, which predicts the centred m x m square
+(Pathak's weighted L2 on it, with the overlap ring 10x, and optionally his adversarial loss), and the
+partial-convolution U-Net, which fills any hole (the L2 over the hole's pixels). The centred square
+is applied here; random holes come with the batch (``(images, known)``, inpaint/data/datamodule.py).
+Generator and discriminator take turns in one manual-optimisation step (two Adam optimisers). PSNR
+and the L2 are measured on the hole, the pixels actually removed from the input, for every split,
+and SSIM for val and holdout (over the square hole; over the whole inpainted image for random holes).
 With a PCA basis (the regulariser or the projection head), it is fitted on the training originals
 when fitting starts, on rank zero, and broadcast to every process.
 """
@@ -24,19 +28,29 @@ from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMe
 from inpaint.checkpoint import read_checkpoint
 from inpaint.checks import check_model
 from inpaint.data import to_float
+from inpaint.data.datamodule import Batch, split_batch
 from inpaint.errors import InpaintError
-from inpaint.models import BiasFreeBatchNorm, ContextEncoder, Discriminator
+from inpaint.masks import CenterMask
+from inpaint.models import BiasFreeBatchNorm, ContextEncoder, Discriminator, PartialConvUNet
 from inpaint.pca import CovarianceAccumulator, crop_vectors
 
 log = logging.getLogger(__name__)
 
 
 class InpaintingModule(L.LightningModule):
-    """Context Encoder (generator) + patch critic, rebuilt from its hyperparameters alone.
+    """An inpainting generator (+ the Context Encoder's patch critic), rebuilt from its
+    hyperparameters alone.
 
     Args:
+        architecture: ``context_encoder`` (Pathak's, :class:`inpaint.models.ContextEncoder`) or ``unet``
+            (partial convolutions, :class:`inpaint.models.PartialConvUNet`: any hole, no critic).
         mask_size, bias_free, image_size, base_channels, bottleneck, overlap, dense_bottleneck, bn_momentum:
-            the generator, see :class:`inpaint.models.ContextEncoder`.
+            the generator, see :class:`inpaint.models.ContextEncoder`; for the U-Net, ``mask_size`` and
+            ``overlap`` give the centred hole of batches that bring none (``bottleneck`` and
+            ``dense_bottleneck`` are the Context Encoder's only).
+        depth: the U-Net's number of stride-2 stages.
+        mask: the mask group's settings (``kind`` and its parameters), kept so that a checkpoint alone
+            says which holes it was trained and analysed on; None: the centred square.
         adv_weight: weight of the adversarial term; the L2 gets ``1 - adv_weight`` (Pathak:
             0.001). 0 trains by pure L2 and builds no discriminator.
         ring_weight: L2 weight of the overlap ring relative to the hole (Pathak: 10).
@@ -92,20 +106,32 @@ class InpaintingModule(L.LightningModule):
         pca_head: bool = False,
         pca_components: int = 32,
         pca_centred: bool = False,
+        architecture: str = "context_encoder",
+        depth: int = 5,
+        mask: dict | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
         check_model(dict(self.hparams), image_size)  # the checks train.py runs on the config, for Python callers too
         self.automatic_optimization = False
         self.set_step_options()
-        basis = pca_components if pca_weight > 0 or pca_head else 0
-        self.generator = ContextEncoder(mask_size, bias_free, image_size, base_channels, bottleneck, overlap, dense_bottleneck,
-                                        bn_momentum, basis, pca_head, pca_centred)
-        self.discriminator = Discriminator(mask_size, base_channels) if adv_weight > 0 else None
+        if architecture == "unet":
+            self.generator = PartialConvUNet(image_size, bias_free, base_channels, depth, bn_momentum)
+            self.discriminator = None
+        else:
+            basis = pca_components if pca_weight > 0 or pca_head else 0
+            self.generator = ContextEncoder(mask_size, bias_free, image_size, base_channels, bottleneck, overlap,
+                                            dense_bottleneck, bn_momentum, basis, pca_head, pca_centred)
+            self.discriminator = Discriminator(mask_size, base_channels) if adv_weight > 0 else None
+        self.centre = CenterMask(image_size, mask_size, overlap) if mask_size is not None else None
         if channels_last:
             self.to(memory_format=torch.channels_last)
         self._compiled: dict[str, torch.nn.Module] = {}  # a plain dict: not submodules, so not in checkpoints
-        self.register_buffer("loss_weights", self.mask.loss_weights(ring_weight), persistent=False)
+        if self.centre is not None:
+            self.register_buffer("loss_weights", self.centre.loss_weights(ring_weight), persistent=False)
+            known = torch.ones(1, 1, image_size, image_size)
+            known[..., self.centre.hole, self.centre.hole] = 0
+            self.register_buffer("centre_known", known, persistent=False)
         psnr = PeakSignalNoiseRatio(data_range=1.0, reduction="elementwise_mean", dim=(1, 2, 3))
         evaluation = MetricCollection({"psnr": psnr, "ssim": StructuralSimilarityIndexMeasure(data_range=1.0)})
         # Training logs PSNR only: SSIM would cost 0.11 s a step at batch 64 on CPU (10 % of a paper-width step).
@@ -118,8 +144,13 @@ class InpaintingModule(L.LightningModule):
         )
 
     @property
-    def mask(self):
-        return self.generator.mask
+    def mask(self) -> CenterMask | None:
+        """The centred square (the Context Encoder's, or the U-Net's default hole); None for random holes."""
+        return self.centre
+
+    @property
+    def is_unet(self) -> bool:
+        return self.hparams.architecture == "unet"
 
     def setup(self, stage: str) -> None:
         """Under ``Trainer(sync_batchnorm=True)`` with several processes, synchronise the bias-free
@@ -147,7 +178,7 @@ class InpaintingModule(L.LightningModule):
         the training originals' m x m luma crops (the analyses' PCA), then broadcast, so that every
         process trains with the same components. Every rank checks first that there are enough
         crops, so that none waits on a rank-zero failure."""
-        basis = self.generator.basis
+        basis = getattr(self.generator, "basis", None)  # the U-Net has none
         if basis is None or basis.ready:
             return
         trainer = self.trainer
@@ -178,17 +209,33 @@ class InpaintingModule(L.LightningModule):
             digest = hashlib.sha256(components.numpy().tobytes()).hexdigest()[:16]
             log.info("PCA basis on rank %d: sha256 %s of its %d x %d components", trainer.global_rank, digest, *components.shape)
 
-    def _run(self, network: str, x: torch.Tensor) -> torch.Tensor:
+    def _run(self, network: str, *inputs: torch.Tensor) -> torch.Tensor:
         """``network``'s forward as the steps call it: compiled under ``compile=True``."""
-        return self._compiled.get(network, getattr(self, network))(x)
+        return self._compiled.get(network, getattr(self, network))(*inputs)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in [0, 1] -> the same images with the hole inpainted."""
-        return self.generator.inpaint(images)
+    def known_of(self, images: torch.Tensor, known: torch.Tensor | None) -> torch.Tensor:
+        """A batch's ``known`` ``[N, 1, S, S]`` (1 = known pixel): its own, or the centred square's."""
+        if known is not None:
+            return known
+        if self.centre is None:
+            raise InpaintError("this model was trained on random holes: give each image's hole (known = 0 on it).")
+        return self.centre_known.expand(len(images), -1, -1, -1)
 
-    def shared_step(self, images: torch.Tensor, stage: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Predict the centre, log hole metrics; return (prediction, target, weighted L2, energy
+    def forward(self, images: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
+        """Images in [0, 1] -> the same images with the hole (``known`` == 0, default the centred
+        square) inpainted."""
+        if not self.is_unet:
+            return self.generator.inpaint(images)
+        known = self.known_of(images, known)
+        with torch.no_grad():
+            return self.generator.to_image(self.generator(self.generator.mask_input(images, known), known)).to(images.dtype)
+
+    def shared_step(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Predict the hole, log hole metrics; return (prediction, target, weighted L2, energy
         outside the PCA basis or None without one)."""
+        images, known = split_batch(batch)
+        if self.is_unet:
+            return self._unet_step(images, known, stage)
         g = self.generator
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
@@ -207,6 +254,39 @@ class InpaintingModule(L.LightningModule):
             self.log(f"{stage}/pca_outside", outside.detach(), sync_dist=stage != "train", batch_size=len(images))
         return prediction, target, l2, outside
 
+    def _unet_step(self, images: torch.Tensor, known: torch.Tensor | None, stage: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, None]:
+        """The U-Net's step: the whole image out, known pixels pasted back, so the L2 is the mean over
+        the hole's pixels (and channels) of each batch. On the centred square the metrics are the
+        Context Encoder's (hole crop); on random holes PSNR over each image's hole pixels and SSIM
+        over the whole inpainted image."""
+        g = self.generator
+        known = self.known_of(images, known)
+        if self.hparams.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+            known = known.contiguous(memory_format=torch.channels_last)
+        prediction = self._run("generator", g.mask_input(images, known), known)
+        target = g.from_image(images)
+        hole = 1 - known
+        squared = (prediction.float() - target) ** 2 * hole
+        l2 = squared.sum() / (3 * hole.sum()).clamp(min=1)
+        inpainted = g.to_image(prediction.detach().float())
+        n = len(images)
+        with torch.autocast(images.device.type, enabled=False):
+            if self.hparams.mask is None or self.hparams.mask.get("kind", "center") == "center":
+                hole_slice = self.centre.hole
+                self.metrics[f"{stage}_"](inpainted[..., hole_slice, hole_slice], images[..., hole_slice, hole_slice].float())
+                self.log_dict(self.metrics[f"{stage}_"], prog_bar=stage != "train", on_step=False, on_epoch=True, batch_size=n)
+            else:
+                error = ((inpainted - images.float()) ** 2 * hole).sum((1, 2, 3)) / (3 * hole.sum((1, 2, 3))).clamp(min=1)
+                psnr = (-10 * torch.log10(error.clamp(min=1e-10))).mean()
+                self.log(f"{stage}/psnr", psnr, prog_bar=stage != "train", on_step=False, on_epoch=True, sync_dist=stage != "train", batch_size=n)
+                if stage != "train":
+                    ssim = self.metrics[f"{stage}_"]["ssim"]
+                    ssim(inpainted, images.float())
+                    self.log(f"{stage}/ssim", ssim, prog_bar=True, on_step=False, on_epoch=True, batch_size=n)
+        self.log(f"{stage}/l2", l2.detach(), prog_bar=stage != "train", sync_dist=stage != "train", batch_size=n)
+        return prediction, target, l2, None
+
     def set_step_options(self, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None,
                          accumulate_grad_batches: int = 1) -> None:
         """The trainer's clipping and accumulation, applied to both optimisers. This module steps its
@@ -216,8 +296,8 @@ class InpaintingModule(L.LightningModule):
         self.gradient_clip_algorithm = gradient_clip_algorithm or "norm"
         self.accumulate_grad_batches = accumulate_grad_batches
 
-    def training_step(self, images: torch.Tensor, batch_idx: int) -> None:
-        prediction, target, l2, outside = self.shared_step(images, "train")
+    def training_step(self, batch: Batch, batch_idx: int) -> None:
+        prediction, target, l2, outside = self.shared_step(batch, "train")
         # with accumulation, each batch adds 1/N of its gradient and the optimisers step every N batches
         accumulate = self.accumulate_grad_batches
         step = (batch_idx + 1) % accumulate == 0 or self.trainer.is_last_batch
@@ -235,7 +315,7 @@ class InpaintingModule(L.LightningModule):
             self.discriminator.requires_grad_(True)
             adv = F.binary_cross_entropy_with_logits(fooled, torch.ones_like(fooled))
             g_loss = (1 - self.hparams.adv_weight) * l2 + self.hparams.adv_weight * adv
-            self.log_dict({"train/d_loss": d_loss.detach(), "train/adv": adv.detach()}, batch_size=len(images))
+            self.log_dict({"train/d_loss": d_loss.detach(), "train/adv": adv.detach()}, batch_size=len(prediction))
         else:
             opt_g = self.optimizers()
         if self.hparams.pca_weight > 0:
@@ -247,7 +327,7 @@ class InpaintingModule(L.LightningModule):
             opt_g.zero_grad(set_to_none=True)
             for scheduler in self.schedulers():
                 scheduler.step()
-        self.log("train/g_loss", g_loss.detach(), prog_bar=True, batch_size=len(images))
+        self.log("train/g_loss", g_loss.detach(), prog_bar=True, batch_size=len(prediction))
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Clip here, where Lightning has unscaled 16-mixed gradients, just before the step."""
@@ -273,11 +353,11 @@ class InpaintingModule(L.LightningModule):
             fake_logits, torch.zeros_like(fake_logits)
         )
 
-    def validation_step(self, images: torch.Tensor, batch_idx: int) -> None:
-        self.shared_step(images, "val")
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self.shared_step(batch, "val")
 
-    def test_step(self, images: torch.Tensor, batch_idx: int) -> None:
-        self.shared_step(images, "holdout")
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self.shared_step(batch, "holdout")
 
     def schedulers(self) -> list[torch.optim.lr_scheduler.LRScheduler]:
         """The learning-rate schedulers as a list (Lightning gives one bare, several as a list)."""

@@ -2,13 +2,18 @@
 
 Data sets return ``uint8`` tensors ``[3, S, S]``: a quarter of the bytes of float through worker
 pipes and host-to-device copies. Conversion to float in [0, 1] and the random horizontal flip
-happen on the device, batched, in :meth:`ImageDataModule.on_after_batch_transfer`. Masks are not
-the data's business: the LightningModule applies them.
+happen on the device, batched, in :meth:`ImageDataModule.on_after_batch_transfer`. The centred
+square needs nothing from the data (the LightningModule applies it). Random holes (``mask`` of kind
+random_block or freeform) are drawn per item by :class:`Holed`, in the loader's workers, and batches
+become ``(images, known)`` pairs: a training item's hole is a pure function of (mask seed, epoch,
+index), so it changes every epoch and differs across DDP ranks (which get different indices), while
+the val and holdout holes are keyed by (split, index) alone: the same in every run.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Literal
 
 import lightning as L
@@ -16,12 +21,55 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from inpaint.masks import hole_sampler_from
+
 Split = Literal["train", "val", "holdout"]
+Batch = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+
+# The first entry of a val / holdout hole's key: apart from every training key (seed, epoch, index).
+FIXED_HOLES = {"val": 1_000_003, "holdout": 1_000_033}
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 ``[N, 3, S, S]`` -> float32 in [0, 1] (float input passes through)."""
     return images.float().div_(255) if images.dtype == torch.uint8 else images
+
+
+def split_batch(batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(images, known) of a batch: ``known`` ``[N, 1, S, S]`` float (1 = known pixel) for a batch of
+    random holes, None for plain images (the centred square, which the model knows)."""
+    if isinstance(batch, (tuple, list)):
+        images, known = batch
+        return to_float(images), known.to(torch.float32)
+    return to_float(batch), None
+
+
+class Holed(Dataset):
+    """Items of ``images`` with their random holes: ``(uint8 [3, S, S], uint8 known [1, S, S])``.
+
+    Training items are ``(epoch, index)`` pairs (:class:`EpochSampler`) and their hole is drawn from
+    the key ``(seed, epoch, index)``; val and holdout items are indices, their hole keyed by
+    ``(FIXED_HOLES[split], index, 1)``. Either way a hole depends on its key alone, in any process."""
+
+    def __init__(self, images: Dataset, holes, split: Split, seed: int) -> None:
+        self.images, self.holes, self.split, self.seed = images, holes, split, seed
+        self.by_epoch = split == "train"
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def key(self, item: int | tuple[int, int]) -> tuple[int, ...]:
+        """The hole's key of an item."""
+        if self.by_epoch:
+            epoch, index = item
+            return (self.seed, epoch, index)
+        return (FIXED_HOLES[self.split], item, 1)
+
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        index = item[1] if self.by_epoch else item
+        image = self.images[item if getattr(self.images, "by_epoch", False) else index]
+        known = ~self.holes.hole(*self.key(item))
+        return image, torch.from_numpy(known[None].astype(np.uint8))
 
 
 class EpochSampler(Sampler):
@@ -55,6 +103,8 @@ class ImageDataModule(L.LightningDataModule):
     The holdout split is what the analyses run on; ``test_dataloader`` serves it too, so
     ``trainer.test`` reports holdout metrics. A training set with ``by_epoch = True`` (and a
     ``seed``) is drawn through :class:`EpochSampler`: its items are ``(epoch, index)`` pairs.
+    ``mask`` is the mask group's settings (kind and parameters); for a random kind every split is
+    served with its holes (:class:`Holed`), the training holes drawn from ``mask_seed`` (the run's seed).
     """
 
     def __init__(
@@ -64,6 +114,8 @@ class ImageDataModule(L.LightningDataModule):
         image_size: int = 128,
         flip: bool = True,
         pin_memory: bool | None = None,
+        mask: Mapping | None = None,
+        mask_seed: int = 0,
     ) -> None:
         super().__init__()
         self.batch_size = batch_size
@@ -71,6 +123,8 @@ class ImageDataModule(L.LightningDataModule):
         self.image_size = image_size
         self.flip = flip
         self.pin_memory = pin_memory
+        self.holes = hole_sampler_from(mask, image_size)  # None: the centred square, nothing per item
+        self.mask_seed = mask_seed
         self._splits: dict[str, Dataset] = {}
 
     def make_split(self, split: Split) -> Dataset:
@@ -101,10 +155,16 @@ class ImageDataModule(L.LightningDataModule):
             on_gpu if self.pin_memory is None else self.pin_memory,
         )
 
+    def served(self, split: Split) -> Dataset:
+        """The split as its loader serves it: with its holes when the mask is random."""
+        dataset = self.split(split)
+        return dataset if self.holes is None else Holed(dataset, self.holes, split, self.mask_seed)
+
     def _loader(self, split: Split, train: bool = False) -> DataLoader:
         workers, pin = self.loader_settings()
-        dataset = self.split(split)
-        sampler = EpochSampler(len(dataset), dataset.seed) if train and getattr(dataset, "by_epoch", False) else None
+        dataset = self.served(split)
+        by_epoch = train and getattr(dataset, "by_epoch", False)
+        sampler = EpochSampler(len(dataset), getattr(dataset, "seed", self.mask_seed)) if by_epoch else None
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -135,9 +195,11 @@ class ImageDataModule(L.LightningDataModule):
 
     test_dataloader = holdout_dataloader
 
-    def on_after_batch_transfer(self, batch: torch.Tensor, dataloader_idx: int) -> torch.Tensor:
-        images = to_float(batch)
+    def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
+        """Float images in [0, 1], training images flipped at random; a hole stays as drawn (it is
+        random already), so a key's hole is the hole the network sees."""
+        images, known = split_batch(batch)
         if self.flip and self.trainer is not None and self.trainer.training:
             flip = torch.rand(images.shape[0], 1, 1, 1, device=images.device) < 0.5
             images = torch.where(flip, images.flip(-1), images)
-        return images
+        return images if known is None else (images, known)

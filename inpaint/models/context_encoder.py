@@ -19,6 +19,7 @@ stays homogeneous.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from inpaint.errors import InpaintError
@@ -145,10 +146,25 @@ class ContextEncoder(nn.Module):
         """Model values back to displayable images, clamped to [0, 1] (outside the analysed map)."""
         return (values if self.bias_free else (values + 1) / 2).clamp(0, 1)
 
-    def mask_input(self, images: torch.Tensor) -> torch.Tensor:
+    def mask_input(self, images: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
         """Images in [0, 1] -> the masked network input: hole filled with 0 (bias-free) or
-        Pathak's constants (original)."""
+        Pathak's constants (original). ``known`` is the generator contract's: the hole is always the
+        centred square's."""
         return self.mask.apply(self.from_image(images), 0.0 if self.bias_free else torch.tensor(ORIGINAL_FILL))
+
+    def fill(self, y: torch.Tensor, known: torch.Tensor | None = None) -> torch.Tensor:
+        """The generator contract (inpaint/models/contract.py): the whole image in model values, the
+        centred m x m square replaced by the prediction (linear in y: a copy and the network)."""
+        before, after = self.mask.start, self.mask.image_size - self.mask.end
+        square = torch.zeros(y.shape[-2:], dtype=torch.bool, device=y.device)
+        square[before : self.mask.end, before : self.mask.end] = True
+        return torch.where(square, F.pad(self(y).to(y.dtype), (before, after, before, after)), y)
+
+    def predicted(self, known: torch.Tensor) -> torch.Tensor:
+        """The generator contract: the predicted square, overlap ring included, ``[N, 1, S, S]`` bool."""
+        region = torch.zeros_like(known, dtype=torch.bool)
+        region[..., self.mask.start : self.mask.end, self.mask.start : self.mask.end] = True
+        return region
 
     @torch.no_grad()
     def inpaint(self, images: torch.Tensor) -> torch.Tensor:
