@@ -41,11 +41,22 @@ class PartialConv2d(nn.Conv2d):
         # and not saved (it follows from the architecture)
         self.register_buffer("mask_kernel", weights.expand(1, -1, kernel_size, kernel_size).contiguous(), persistent=False)
 
-    def forward(self, features: Sequence[torch.Tensor], masks: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, features: Sequence[torch.Tensor], masks: Sequence[torch.Tensor],
+                zeroed: Sequence[bool] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``(output, updated mask)`` for groups ``features[g]`` ``[N, C_g, H, W]`` with masks
-        ``masks[g]`` ``[N or 1, 1, H, W]`` (1 = known). Linear in the features without a bias."""
+        ``masks[g]`` ``[N or 1, 1, H, W]`` (1 = known). Linear in the features without a bias.
+
+        ``zeroed[g]``: the group is already 0 wherever its mask is (a bias-free layer's output, after
+        scale-only norms and ReLUs), so X * M = X and the multiplication is skipped: on a CPU it cost
+        more than the convolutions. The output is 0 wherever the updated mask is (without a bias)."""
         ratio, updated = self.mask_update(masks, torch.promote_types(features[0].dtype, torch.float32))
-        x = torch.cat([f * m.to(f.dtype) for f, m in zip(features, masks, strict=True)], dim=1)
+        zeroed = zeroed or [False] * len(features)
+        device = features[0].device.type
+        # the dtype the convolution computes in: concatenating a float32 group (the image) with bf16 ones
+        # under autocast would make a float32 copy of the whole input, cast back to bf16 by the convolution
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else features[0].dtype
+        groups = [f.to(dtype) for f in features]
+        x = torch.cat([f if z else f * m.to(dtype) for f, m, z in zip(groups, masks, zeroed, strict=True)], dim=1)
         out = F.conv2d(x, self.weight, None, self.stride, self.padding)  # bf16 under autocast, whatever x is
         out = out * ratio.to(out.dtype)
         if self.bias is not None:

@@ -115,14 +115,16 @@ class PartialConvUNet(nn.Module):
         if known.ndim == 2:
             known = known[None, None]
         features, masks = [y], [known]
-        for conv, norm in zip(self.encoder, self.encoder_norms):
-            x, m = conv([features[-1]], [masks[-1]])
+        zero = self.bias_free  # bias-free layers leave features 0 where their mask is: no need to mask them again
+        for stage, (conv, norm) in enumerate(zip(self.encoder, self.encoder_norms)):
+            x, m = conv([features[-1]], [masks[-1]], [zero and stage > 0])
             features.append(self.encoder_act(norm(x)))
             masks.append(m)
         x, m = features.pop(), masks.pop()
         for i, conv in enumerate(self.decoder):
             up, up_mask = F.interpolate(x, scale_factor=2.0, mode="nearest"), F.interpolate(m, scale_factor=2.0, mode="nearest")
-            x, m = conv([up, features.pop()], [up_mask, masks.pop()])
+            skip, skip_mask = features.pop(), masks.pop()
+            x, m = conv([up, skip], [up_mask, skip_mask], [zero, zero and bool(features)])  # the last skip: the image
             if i < len(self.decoder_norms):
                 x = self.decoder_act(self.decoder_norms[i](x))
         prediction = x if self.bias_free else torch.tanh(x)
