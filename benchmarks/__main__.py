@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--device cpu|cuda] [--out FILE] [--only train,jacobian,pca,data,pca_head]``:
+"""``python -m benchmarks [--quick] [--device cpu|cuda] [--out FILE] [--only train,jacobian,pca,data,pca_head,unet,unet_jacobian]``:
 run the cases, print a table and write the results as JSON."""
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ def table(results: dict) -> str:
         "pca": ("pca", "sklearn_seconds", "ours_seconds", "s", "ratio", "efficiency"),
         "data": ("data", "jpeg_images_per_s", "cache_images_per_s", "img/s", "ratio", None),
         "folder": ("data", "folder_decode_images_per_s", "folder_cache_images_per_s", "img/s", "folder_ratio", None),
+        # beside the Context Encoder (reference column), not against a slower path
+        "unet": ("unet", "context_encoder_images_per_s", "unet_images_per_s", "img/s", "ratio", "unet_efficiency"),
+        "unet A_y": ("unet_jacobian", "compute_bound_total_seconds", "total_seconds", "s", "ratio", "efficiency"),
     }
     lines = [f"{'case':<10}{'reference':>14}{'ours':>14}  {'unit':<6}{'ratio':>8}{'ours eff.':>11}"]
     for name, (case, ref, ours, unit, ratio_key, efficiency) in headline.items():

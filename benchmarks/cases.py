@@ -17,7 +17,7 @@ from benchmarks import Worker, alternate, synchronize, timed
 from inpaint import hardware
 from inpaint.data.celeba import CelebADataModule
 from inpaint.data.folder import FolderDataModule
-from inpaint.models import ContextEncoder
+from inpaint.models import ContextEncoder, PartialConvUNet
 from inpaint.pca import fit_pca
 
 BATCH = 64  # the paper's
@@ -315,4 +315,64 @@ def data(quick: bool, device: str) -> dict:
     }
 
 
-CASES = {"train": train, "jacobian": jacobian_case, "pca": pca, "data": data, "pca_head": pca_head}
+def unet(quick: bool, device: str) -> dict:
+    """The U-Net's training throughput beside the Context Encoder's: both at the demo's width, trained
+    as the demo trains (pure L2, no critic), batch 64, the project's settings on the device; the U-Net
+    fills the centred 64 mask's hole (its cost hardly depends on the hole's shape). Each side's
+    efficiency is its counted FLOPs per image times images/s over the matmul peak in its dtype."""
+    size = TRAIN[True]  # the demo's width in both runs: the U-Net's default is no paper's
+    steps, warmup, repeats = size["steps"] + (0 if quick else 4), size["warmup"], size["repeats"]
+    settings = {**best_settings(device), "adv_weight": 0.0}
+    sides = {"context_encoder": settings, "unet": {**settings, "architecture": "unet"}}
+    fit = {"width": DEMO_WIDTH, "batch": BATCH, "steps": steps, "warmup": warmup, "device": device}
+    with Worker(retain_freed_memory=True) as ce, Worker(retain_freed_memory=True) as un:
+        rates = dict(zip(sides, alternate(lambda: ce("fit", settings=sides["context_encoder"], **fit),
+                                          lambda: un("fit", settings=sides["unet"], **fit), repeats)))
+        counted = {side: worker("step_flops", settings=sides[side], width=DEMO_WIDTH, batch=FLOP_BATCH, device=device)
+                   for side, worker in (("context_encoder", ce), ("unet", un))}
+    dtype = str(hardware.autocast_dtype(settings["precision"])).removeprefix("torch.")
+    peak = peak_matmul_flops(device, getattr(torch, dtype))
+    result = {"width": DEMO_WIDTH, "batch": BATCH, "steps": steps, "warmup": warmup, "repeats": repeats, "settings": settings,
+              "dtype": dtype, "peak_matmul_flops_per_s": peak,
+              "note": "generator steps only (pure L2), FLOPs counted by FlopCounterMode on a real step as in the train case"}
+    for side, rate in rates.items():
+        per_image = counted[side] / FLOP_BATCH
+        result |= {f"{side}_images_per_s": rate, f"{side}_flops_per_image": per_image,
+                   f"{side}_efficiency": per_image * rate / peak}
+    result["ratio"] = rates["unet"] / rates["context_encoder"]
+    return result
+
+
+def unet_jacobian(quick: bool, device: str) -> dict:
+    """The whole A_y of a 64 x 64 hole (12,288 rows by 49,152 inputs) of the U-Net at the demo's width,
+    by reverse mode through the generator contract, and its exact spectrum (float64 Gram of the known
+    columns, all eigenvalues, the top 4 vectors), against its compute bound: the rows' pull-backs
+    (one counted, times 12,288) at the float32 matmul peak, the Gram (n^2 k multiply-adds by dsyrk) and
+    the eigenvalues (4/3 n^3 for the tridiagonal reduction) at the float64 peak."""
+    from benchmarks.worker import unet_hole
+
+    with Worker(retain_freed_memory=True) as worker:
+        measured = worker("unet_jacobian", width=DEMO_WIDTH, device=device)
+    torch.manual_seed(0)
+    net = PartialConvUNet(base_channels=DEMO_WIDTH["base_channels"]).eval()
+    known = unet_hole()
+    y = net.mask_input(torch.rand(1, 3, 128, 128), known)
+    with torch.no_grad():
+        _, pull_back = vjp(lambda v: net(v, known), y)
+    rows, columns = 3 * 64 * 64, 3 * (128 * 128 - 64 * 64)
+    pull = _flops(lambda: pull_back(torch.ones_like(y)))
+    peaks = {"float32": peak_matmul_flops(device), "float64": peak_matmul_flops(device, torch.float64)}
+    bound = {"rows": rows * pull / peaks["float32"], "gram": rows**2 * columns / peaks["float64"],
+             "eigenvalues": 4 / 3 * rows**3 / peaks["float64"]}
+    total = measured["whole_seconds"] + measured["spectrum_seconds"]
+    return {
+        "width": DEMO_WIDTH["base_channels"], "rows": rows, "known_columns": columns, **measured,
+        "total_seconds": total, "max_rss_gb": measured["max_rss_bytes"] / 2**30,
+        "pull_back_flops": pull, "peak_matmul_flops_per_s": peaks, "compute_bound_seconds": bound,
+        "compute_bound_total_seconds": sum(bound.values()), "ratio": None, "efficiency": sum(bound.values()) / total,
+        "note": "seconds measured once each in a worker process; the bound counts one pull-back by FlopCounterMode",
+    }
+
+
+CASES = {"train": train, "jacobian": jacobian_case, "pca": pca, "data": data, "pca_head": pca_head, "unet": unet,
+         "unet_jacobian": unet_jacobian}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import resource
 import sys
 import time
 import warnings
@@ -20,10 +21,10 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
-from analysis.jacobian import jacobian
+from analysis.jacobian import dense_spectrum, jacobian, region_jacobian
 from benchmarks import synchronize, timed
 from inpaint.malloc import retain_freed_memory
-from inpaint.models import ContextEncoder
+from inpaint.models import ContextEncoder, PartialConvUNet
 from inpaint.module import InpaintingModule
 
 
@@ -67,12 +68,15 @@ def _accelerator(device: str) -> dict:
 
 def _fit(settings: dict, width: dict, batch: int, steps: int, device: str, callback: L.Callback) -> None:
     """``steps`` generator + critic steps of :class:`InpaintingModule` with ``settings`` on random images
-    (with ``settings["pca_components"] = k``: the PCA projection head on k components)."""
+    (with ``settings["pca_components"] = k``: the PCA projection head on k components; ``architecture``
+    and ``adv_weight`` as the module's, default the Context Encoder with Pathak's critic; the U-Net
+    fills the centred 64 mask's hole)."""
     torch.manual_seed(0)
     images = torch.rand(batch * steps, 3, 128, 128)
     k = settings.get("pca_components", 0)  # the PCA head on k components, or none
     model = InpaintingModule(
-        adv_weight=0.001,
+        architecture=settings.get("architecture", "context_encoder"),
+        adv_weight=settings.get("adv_weight", 0.001),
         dense_bottleneck=settings["dense_bottleneck"],
         channels_last=settings["channels_last"],
         fused_adam=settings["fused_adam"],
@@ -86,7 +90,7 @@ def _fit(settings: dict, width: dict, batch: int, steps: int, device: str, callb
     trainer = L.Trainer(
         **_accelerator(device),
         precision=settings["precision"],
-        max_steps=2 * steps,  # manual optimisation: each optimiser.step() (generator and critic) counts
+        max_steps=(2 if model.discriminator is not None else 1) * steps,  # manual optimisation: each optimiser.step() counts
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -153,7 +157,33 @@ def loop_seconds(width: dict, rows: list[int], device: str = "cpu") -> float:
     return timed(loop, device)
 
 
-JOBS = {"fit": fit_rate, "step_flops": step_flops, "jacobian": jacobian_seconds, "loop": loop_seconds}
+def unet_jacobian_seconds(width: dict, device: str = "cpu") -> dict:
+    """Seconds for the whole A_y of a 64 x 64 hole of the U-Net (channels last, as trained) by
+    :func:`analysis.jacobian.region_jacobian`, and for its spectrum by :func:`dense_spectrum`, with the
+    peak resident memory of this process."""
+    torch.manual_seed(0)
+    net = PartialConvUNet(base_channels=width["base_channels"])
+    known = unet_hole()
+    with torch.no_grad():
+        net.train()(net.mask_input(torch.rand(8, 3, 128, 128), known), known)
+    net = net.eval().to(device).to(memory_format=torch.channels_last)
+    known = known.to(device)
+    y = net.mask_input(torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(1)).to(device), known)[0]
+    jac = []
+    whole = timed(lambda: jac.append(region_jacobian(net, y, known)), device)
+    spectrum = timed(lambda: dense_spectrum(jac[0], known[0, 0] > 0.5), device)
+    return {"whole_seconds": whole, "spectrum_seconds": spectrum, "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+
+
+def unet_hole() -> torch.Tensor:
+    """``[1, 1, 128, 128]`` known mask of a centred 64 x 64 hole: 12,288 rows of A_y."""
+    known = torch.ones(1, 1, 128, 128)
+    known[..., 32:96, 32:96] = 0
+    return known
+
+
+JOBS = {"fit": fit_rate, "step_flops": step_flops, "jacobian": jacobian_seconds, "loop": loop_seconds,
+        "unet_jacobian": unet_jacobian_seconds}
 
 
 def main() -> None:

@@ -86,6 +86,19 @@ def test_the_pca_head_case_prices_the_head_against_the_same_model_without_it(mon
     assert with_head - plain >= 2 * 2 * 3 * 4096 * 256 * 2  # at least the forward's 2 products x 2 FLOPs x batch 2
 
 
+def test_the_unet_case_sets_its_throughput_beside_the_context_encoders(monkeypatch):
+    monkeypatch.setitem(cases.TRAIN, True, {"width": TINY, "steps": 2, "warmup": 1, "repeats": 1})
+    monkeypatch.setattr(cases, "DEMO_WIDTH", TINY)
+    unet = cases.unet(True, "cpu")
+    assert unet["settings"]["adv_weight"] == 0 and unet["dtype"] == str(
+        hardware.autocast_dtype(cases.precision_choice("cpu").precision)).removeprefix("torch.")
+    for side in ("context_encoder", "unet"):
+        assert measured(unet[f"{side}_images_per_s"]) and measured(unet[f"{side}_efficiency"])
+    # the U-Net's counted step: its forward and backward, more than the Context Encoder's at one width
+    assert unet["unet_flops_per_image"] > unet["context_encoder_flops_per_image"] > 0
+    assert math.isclose(unet["ratio"], unet["unet_images_per_s"] / unet["context_encoder_images_per_s"])
+
+
 @pytest.mark.parametrize("device, native_bf16, precision", [("cpu", True, "bf16-mixed"), ("cpu", False, "32-true"),
                                                            ("cuda", True, "bf16-mixed"), ("cuda", False, "16-mixed")])
 def test_ours_takes_the_precision_the_project_resolves_for_the_device(monkeypatch, device, native_bf16, precision):
