@@ -101,7 +101,8 @@ def analyse_checkpoints(cfg: DictConfig, settings: AnalysisSettings, out: Path) 
     for path, data, image_size, overrides in plans:
         model = load_checkpoint(path, cfg.device)
         check_model_fits(model, path, cfg.mask_size, image_size)
-        name = f"mask{model.hparams.mask_size}_{path.stem}"
+        holes = model.hparams.mask_size or (model.hparams.get("mask") or {}).get("kind")  # 64, or freeform
+        name = f"mask{holes}_{path.stem}"
         while len(paths) > 1 and out / "analysis" / name in folders:
             name += "_"
         folder = out / "analysis" / name if len(paths) > 1 else out / "analysis"

@@ -62,7 +62,7 @@ class Comparison:
         """One row per run: folder, label, the distinguishing overrides, :func:`headline_row`, then
         each finding's verdict."""
         return [{"run": str(run.folder), "label": run.label, **{k: run.distinct.get(k, "") for k in self.keys},
-                 **headline_row(run.results.summary),
+                 "architecture": _architecture(run.results.summary), **headline_row(run.results.summary),
                  **{f"finding_{f['id']}": f["verdict"] for f in run.results.summary.get("findings", [])}} for run in self.runs]
 
     def setting_rows(self) -> list[dict]:
@@ -71,7 +71,7 @@ class Comparison:
         out = []
         for setting, runs in self.settings.items():
             numbers = [headline_row(run.results.summary) for run in runs]
-            row = {"setting": setting, "runs": len(runs)}
+            row = {"setting": setting, "runs": len(runs), "architecture": _architecture(runs[0].results.summary)}
             for key in numbers[0]:
                 values = np.array([n.get(key, math.nan) for n in numbers], dtype=float)
                 values = values[~np.isnan(values)]
@@ -105,14 +105,20 @@ def _write_csv(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def _architecture(summary: dict) -> str:
+    """The analysed generator's class (results of earlier versions: the Context Encoder's)."""
+    return summary.get("architecture", "ContextEncoder")
+
+
 def headline_row(summary: dict) -> dict[str, float]:
-    """The numbers one row of ``runs.csv`` holds: mask, hole PSNR / SSIM, the baselines on their
+    """The numbers one row of ``runs.csv`` holds: mask size (NaN for random holes) and the analysed
+    holes' mean share of the image, hole PSNR / SSIM, the baselines on their
     images, phi_p (authors' code definition) at the authors' p for corner / edge / centre and the
     distance from each of those pixels to its weight map's centroid, the PCA headline numbers
     (uncentred energy captured by 10 components, total energy and variance of the reconstructions
     over the originals', mean |cos| of the first 10 eigenvectors, the crops' PSNR and the most that
     projecting them on the originals' components adds to it, at which k) and the SVD's."""
-    row = {"mask_size": summary["mask_size"], "holdout_images": summary["holdout_images"],
+    row = {"mask_size": summary["mask_size"], "hole_area": summary.get("hole_area"), "holdout_images": summary["holdout_images"],
            "psnr": summary["metrics"]["psnr"], "ssim": summary["metrics"]["ssim"]}
     if "baselines" in summary:
         row |= {f"cnn_on_baseline_images_{k}": v for k, v in summary["model_on_baseline_images"].items()}

@@ -685,7 +685,7 @@ def comparison_figures(runs: Mapping[str, Results], settings: Mapping[str, Seque
     by_mask: dict[int, list] = {}
     for results in runs.values():
         s = results.summary
-        if s["jacobian"]["p"] == ps:
+        if s["jacobian"]["p"] == ps and s["mask_size"] is not None:  # centred squares only (F9 compares their sizes)
             by_mask.setdefault(s["mask_size"], []).append(s["jacobian"]["phi_p"]["code"]["centre"])
     if len(by_mask) > 1:
         centre = {m: np.nanmean(np.array(v, dtype=float), axis=0) for m, v in sorted(by_mask.items())}

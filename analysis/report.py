@@ -407,7 +407,10 @@ def _local(
     acting = maps_colour.clone()  # weights on the hole act on zeros: leave them out of the centroid
     acting[holes[:, None].expand_as(acting)] = 0
     centroids = [[centroid_offset(acting[j, k], located[j][k], 0) for k in range(len(names))] for j in range(len(acting))]
-    mean_offsets = np.array(centroids, dtype=np.float64).mean(0)
+    if same_hole:  # one hole and the same pixels for every image: the centroid of their mean map
+        mean_offsets = np.array([centroid_offset(acting[:, k].mean(0), located[0][k], 0) for k in range(len(names))])
+    else:  # each image's own pixels: the mean of their offsets
+        mean_offsets = np.array(centroids, dtype=np.float64).mean(0)
     grids = [[grid_period(maps0[j, k]) for k in range(len(names))] for j in range(len(maps0))]
     strongest = [[max((g["prominence_rows"], g["period_rows"]), (g["prominence_cols"], g["period_cols"]))
                   for g in row] for row in grids]  # (prominence, period) of the more prominent axis
@@ -425,8 +428,9 @@ def _local(
         "largest distance of any pixel to it: the margin for a centred square), 'hole' = same from the hole, "
         "'paper' = equation (8), a centred square only (else not applicable: null)",
         "centroid_offset": {name: tuple(mean_offsets[k]) for k, name in enumerate(names)},
-        "centroid_note": "(rows, cols) from the output pixel to the centroid of |colour weight map| outside the hole, "
-        "mean over the analysed images; rows > 0: below",
+        "centroid_note": "(rows, cols) from the output pixel to the centroid of |colour weight map| outside the hole "
+        "(of the maps' mean over the analysed images for a centred square; the mean of each image's offset for random "
+        "holes); rows > 0: below",
         "grid_period": {name: grid_period(maps0[:, k].mean(0)) for k, name in enumerate(names)} if same_hole else
         {name: {key: float(np.mean([g[k][key] for g in grids])) for key in grids[0][k]} for k, name in enumerate(names)},
     }
