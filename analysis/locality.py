@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy.ndimage import distance_transform_cdt, distance_transform_edt
 
-PIXEL_NAMES = ("corner", "diagonal", "centre", "edge")  # the order of the paper's figure 10, as in analysis.jacobian
+from analysis.jacobian import PIXEL_NAMES  # the order of the paper's figure 10
 
 
 def _region(region: np.ndarray | torch.Tensor, name: str = "region") -> np.ndarray:

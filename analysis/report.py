@@ -26,6 +26,7 @@ from analysis.baselines import BASELINES, biharmonic_weight_maps, compare_baseli
 from analysis.findings import findings
 from analysis.jacobian import (
     AUTHORS_P,
+    PIXEL_NAMES,
     apply_jacobian,
     centroid_offset,
     dense_spectrum,
@@ -261,6 +262,12 @@ def _analyse(generator: Generator, batches: Iterable, settings: AnalysisSettings
         "metrics": {"psnr": held.psnr / held.count, "ssim": held.ssim / held.count,
                     "region": "hole" if centred is not None else "PSNR over each hole's pixels, SSIM over its bounding box"},
     }
+    if centred is None:
+        summary["not_applicable"] = {
+            "F9_phi_by_mask": "compares the centre pixel's phi_p between centred squares of two sizes",
+            "phi_p paper": "equation (8)'s window is a centred square of side p m",
+            "authors' values": "the authors measured centred 16 and 64 masks",
+        }
     results = Results(summary)
     n = min(settings.examples, len(originals))
     device = next(generator.parameters()).device
@@ -379,7 +386,7 @@ def _local(
         maps0.append(weight_map(rows, "channel0").cpu())
         maps_colour.append(weight_map(rows, "colour").cpu())
     maps0, maps_colour = torch.stack(maps0), torch.stack(maps_colour)  # (J, 4, S, S)
-    names = ["corner", "diagonal", "centre", "edge"]
+    names = list(PIXEL_NAMES)
     regions, holes = regions.cpu(), holes.cpu()
     per_image = _phi_all(maps_colour, regions, holes, mask, ps)  # (J, 4, P) each
 

@@ -156,7 +156,7 @@ def test_a_network_defined_here_meets_the_contract_and_every_analysis_runs_on_it
     assert {f["id"] for f in s["findings"]} >= {"exactly_linear", "less_local_than_diffusion"}
     figures = run_figures(results)
     assert {"F1_inpainting", "F2_phi_window", "F10_weight_maps", "centroids", "svd_spectrum"} <= set(figures)
-    assert "F9_phi_by_mask" not in figures  # 16 vs 64 centred squares: not applicable
+    assert "F9_phi_by_mask" not in figures and "F9_phi_by_mask" in s["not_applicable"]  # 16 vs 64 centred squares
 
 
 # ---------------------------------------------------------------------------------------------
