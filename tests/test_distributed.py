@@ -101,15 +101,15 @@ def test_ddp_cpu_smoke_shards_the_data_and_analyses_once(tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_cpu_trains_the_unet_on_free_form_holes_and_analyses_once(tmp_path):
-    """Two gloo processes, the U-Net on free-form holes: each rank draws the holes of its own shard's
-    items, (seed, epoch, index) keyed, so the ranks train on different holes; one analysis."""
-    result = train("experiment=smoke", "model=unet", "mask=freeform", "trainer=ddp_cpu", f"paths.log_dir={tmp_path}",
+def test_ddp_cpu_trains_the_unet_on_random_blocks_and_analyses_once(tmp_path):
+    """Two gloo processes, the U-Net on random-block holes: each rank draws the holes of its own
+    shard's items, (seed, epoch, index) keyed, so the ranks train on different holes; one analysis."""
+    result = train("experiment=smoke", "model=unet", "mask=random_block", "trainer=ddp_cpu", f"paths.log_dir={tmp_path}",
                    "callbacks.rich_progress_bar=null")
     (run,) = (tmp_path / "smoke" / "runs").iterdir()
     assert (run / "train_ddp_process_1.log").is_file()
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert ckpt["global_step"] == 2 and ckpt["hyper_parameters"]["mask"]["kind"] == "freeform"  # 64 / (16 x 2): 2 batches
+    assert ckpt["global_step"] == 2 and ckpt["hyper_parameters"]["mask"]["kind"] == "random_block"  # 64 / (16 x 2): 2 batches
     assert (result.stdout + result.stderr).count("Analyses written to") == 1
     summary = json.loads((run / "analysis" / "summary.json").read_text())
     assert summary["architecture"] == "PartialConvUNet" and summary["homogeneity"]["max"] < 1e-5
