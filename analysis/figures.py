@@ -603,7 +603,8 @@ def run_figures(results: Results) -> dict[str, Figure]:
         rf"$\phi_p$ from the hole's edge, {hole_name}: CNN vs biharmonic",
         baseline={name: biharmonic_phi[name] for name in corner_edge_centre},
     )
-    label = f"CNN {m}x{m}" if m is not None else "CNN"
+    network = {"ContextEncoder": "CE", "PartialConvUNet": "U-Net"}.get(summary.get("architecture", "ContextEncoder"), "CNN")
+    label = f"{network} {m}x{m}" if m is not None else network
     masks, located = {label: geometry, "biharmonic": geometry}, {label: pixels, "biharmonic": pixels}
     biharmonic = dict(zip(names, arrays["biharmonic.weight_maps"]))
     out["F10_weight_maps"] = fig_weight_maps(
