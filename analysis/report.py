@@ -28,6 +28,7 @@ from analysis.jacobian import (
     AUTHORS_P,
     PIXEL_NAMES,
     apply_jacobian,
+    available_memory,
     centroid_offset,
     dense_spectrum,
     grid_period,
@@ -72,8 +73,9 @@ class AnalysisSettings:
         svd: the whole A_y of the first image and its spectrum: for the Context Encoder from its two
             halves through the code (seconds at the demo's width, about a minute and a half at paper
             width on 2 CPU cores); for other generators the dense A_y by reverse mode when it has at
-            most ``svd_dense_rows`` rows (3 x predicted pixels), else its top ``svd_values`` singular
-            values matrix-free (Lanczos), with their residuals.
+            most ``svd_dense_rows`` rows (3 x predicted pixels) and it and its Gram matrix fit in half
+            the free memory, else its top ``svd_values`` singular values matrix-free (Lanczos), with
+            their residuals.
         svd_dense_rows, svd_values: see ``svd``; 12,288 rows is a 64 x 64 hole (2.4 GB in float32).
         ps: the p of the phi_p curves (the authors' p are always added).
         pca_resamples: bootstrap resamples of the holdout crops on which both PCAs are fitted again,
@@ -477,6 +479,12 @@ def _phi_all(maps: torch.Tensor, regions: torch.Tensor, holes: torch.Tensor, mas
     return out
 
 
+def _dense_bytes(rows: int, inputs: int) -> int:
+    """Memory of the dense path: A_y in float32, its float64 Gram, and a float64 block and
+    eigenvalue workspace of about the Gram's size."""
+    return rows * inputs * 4 + 2 * rows * rows * 8
+
+
 def _spectrum(results: Results, generator: Generator, y: torch.Tensor, known: torch.Tensor, region: torch.Tensor,
               settings: AnalysisSettings, lap: Callable[[str], None]) -> None:
     """The whole A_y of the first analysed image and its singular values: through the Context
@@ -490,7 +498,7 @@ def _spectrum(results: Results, generator: Generator, y: torch.Tensor, known: to
         lap("jacobian_factors")
         ay_y = (decoder @ torch.einsum("kdhw,dhw->k", encoder, y)).reshape(3, -1)  # A_y y = P (Q y)
         spectrum = spectrum_stats(decoder, encoder, generator.mask, vectors=4)
-    elif rows <= settings.svd_dense_rows:
+    elif rows <= settings.svd_dense_rows and _dense_bytes(rows, y.numel()) <= available_memory(y.device) // 2:
         jac = region_jacobian(generator, y, known)  # (3, n, 3, S, S)
         lap("jacobian_whole")
         ay_y = torch.einsum("cndhw,dhw->cn", jac, y)
