@@ -365,7 +365,6 @@ def _local(
     Each analysed image has its own hole (``known`` ``[J, 1, S, S]``), predicted region and named
     pixels; ``mask`` is the centred square when every hole is one (else None: equation 8's phi_p is
     not applicable). ``lap(name)`` records the seconds since the previous lap."""
-    size = images.shape[-1]
     ps = sorted(set(settings.ps) | set(AUTHORS_P))
     device = next(generator.parameters()).device
     images, known = images.to(device), known.to(device)

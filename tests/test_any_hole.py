@@ -12,17 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tolerances import rel_tol
 from torch import nn
 from torch.func import jacrev
 
 from analysis.figures import run_figures
 from analysis.jacobian import (
     dense_spectrum,
+    jacobian_factors,
     matrix_free_spectrum,
     pixel_rows,
     region_jacobian,
     spectrum_stats,
-    jacobian_factors,
 )
 from analysis.locality import named_pixels
 from analysis.report import AnalysisSettings, analyse
@@ -30,7 +31,6 @@ from inpaint.data.faces import FacesDataModule
 from inpaint.errors import InpaintError
 from inpaint.masks import FreeformMasks, RandomBlockMasks
 from inpaint.models import ContextEncoder, PartialConvUNet
-from tolerances import rel_tol
 
 ROOT = Path(__file__).resolve().parents[1]
 

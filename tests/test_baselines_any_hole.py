@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from scipy.ndimage import distance_transform_cdt, distance_transform_edt, gaussian_filter
+from tolerances import rel_tol
 
 from analysis.baselines import (
     BASELINES,
@@ -19,7 +20,6 @@ from analysis.baselines import (
 )
 from inpaint.errors import InpaintError
 from inpaint.masks import CenterMask
-from tolerances import rel_tol
 
 S = 128
 MASK = CenterMask(S, 64)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 from scipy.ndimage import distance_transform_edt
+from tolerances import rel_tol
 
 from analysis import jacobian
 from analysis.locality import PIXEL_NAMES, boundary_distance, named_pixels, phi_p, phi_windows, reach
 from inpaint.masks import CenterMask
-from tolerances import rel_tol
 
 S = 128
 PS = sorted({*np.linspace(0, 1, 21).tolist(), *(k / 100 for k in range(101)), 0.125, 0.35, 1 / 3})

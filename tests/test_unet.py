@@ -8,12 +8,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from tolerances import rel_tol
 from torch.func import jacrev, jvp
 
 from inpaint.errors import InpaintError
 from inpaint.models.partial_conv import PartialConv2d
 from inpaint.models.unet import PartialConvUNet
-from tolerances import rel_tol
 
 S = 128
 
@@ -173,11 +173,11 @@ def test_receptive_field_is_the_narrowest_window(depth):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(depth=4), "model.depth=4 is too shallow.*model.depth=5"),  # window 63 < 65 at 128
-        (dict(image_size=256), "model.depth=5 is too shallow.*model.depth=6"),
-        (dict(image_size=100), "image_size 100 is not divisible"),
-        (dict(depth=0), "model.depth must be at least 1"),
-        (dict(base_channels=0), "model.base_channels must be a positive"),
+        ({"depth": 4}, "model.depth=4 is too shallow.*model.depth=5"),  # window 63 < 65 at 128
+        ({"image_size": 256}, "model.depth=5 is too shallow.*model.depth=6"),
+        ({"image_size": 100}, "image_size 100 is not divisible"),
+        ({"depth": 0}, "model.depth must be at least 1"),
+        ({"base_channels": 0}, "model.base_channels must be a positive"),
     ],
 )
 def test_impossible_settings_are_refused(kwargs, match):
