@@ -478,7 +478,7 @@ def test_local_sweep_jobs_train_under_ddp_each_with_its_own_processes(tmp_path):
         assert ckpt["hyper_parameters"]["mask_size"] == size and ckpt["global_step"] == 4  # half the batches each
         assert json.loads((run / "analysis" / "summary.json").read_text())["mask_size"] == size
         child = (run / "train_ddp_process_1.log").read_text()  # rank 1 of this job, with this job's config
-        assert f"Run folder: {run}" in child and f"mask:\n  size: {size}\n" in child
+        assert f"Run folder: {run}" in child and f"mask:\n  kind: center\n  size: {size}\n" in child
         assert "".join(p.read_text() for p in run.glob("*.log")).count("Analyses written to") == 1  # rank zero's
 
 
