@@ -12,7 +12,7 @@ from tolerances import rel_tol
 from torch.func import jacrev, jvp
 
 from inpaint.errors import InpaintError
-from inpaint.models.partial_conv import PartialConv2d
+from inpaint.models.partial_conv import PartialConv2d, UpsamplingPartialConv2d
 from inpaint.models.unet import PartialConvUNet
 
 S = 128
@@ -218,6 +218,34 @@ def test_partial_conv_renormalises_by_each_groups_own_mask():
     reachable = (torch.nn.functional.max_pool2d(torch.maximum(a, b), 3, 1, 1) > 0).float()
     assert torch.equal(updated, reachable)
     assert torch.allclose(out, 36 * reachable, rtol=rel_tol(torch.float32, 36), atol=0)  # ratio x a sum of 36 ones
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_upsampling_layer_is_upsampling_then_the_partial_conv(bias):
+    """The decoder's folded layer (a stride-2 transposed convolution for the upsampled group) is the
+    same function as nearest x2 upsampling then the 3x3 partial convolution with the same weights,
+    outputs and gradients, on odd masks at every border (float64: only the sums' order differs)."""
+    torch.manual_seed(0)
+    folded = UpsamplingPartialConv2d([5, 2], 4, bias).double()
+    plain = PartialConv2d([5, 2], 4, 3, 1, bias).double()
+    plain.load_state_dict(folded.state_dict())
+    if bias:
+        torch.nn.init.normal_(folded.bias), plain.bias.data.copy_(folded.bias)
+    low, skip = torch.randn(2, 5, 6, 6, dtype=torch.float64), torch.randn(2, 2, 12, 12, dtype=torch.float64)
+    low_mask = (torch.rand(2, 1, 6, 6) > 0.4).double()
+    skip_mask = (torch.rand(2, 1, 12, 12) > 0.6).double()
+    up = torch.nn.functional.interpolate
+    for x in (low, skip):
+        x.requires_grad_(True)
+    out, updated = folded([low, skip], [low_mask, skip_mask])
+    grads = torch.autograd.grad(out.square().sum(), [low, skip, folded.weight])
+    expected, expected_mask = plain([up(low, scale_factor=2.0), skip], [up(low_mask, scale_factor=2.0), skip_mask])
+    expected_grads = torch.autograd.grad(expected.square().sum(), [low, skip, plain.weight])
+    assert torch.equal(updated, expected_mask)
+    eps = torch.finfo(torch.float64).eps * 100  # sums of ~60 terms of order 1 in another order
+    assert torch.allclose(out, expected, rtol=0, atol=eps * expected.abs().max().item())
+    for g, e in zip(grads, expected_grads, strict=True):
+        assert torch.allclose(g, e, rtol=0, atol=eps * e.abs().max().item())
 
 
 @pytest.mark.parametrize("bias_free", [True, False])

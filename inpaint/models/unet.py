@@ -17,7 +17,9 @@ Layers: ``depth`` encoder stages (stride 2, kernels 7, 5, 5, then 3; widths ``ba
 doubling up to 8x; batch norm from the second stage; ReLU) and ``depth`` decoder stages (nearest
 upsampling x2 of features and mask, concatenation with the encoder's features at that scale or,
 last, with the image, a 3x3 partial convolution; batch norm and LeakyReLU(0.2) but the last,
-which maps to 3 channels).
+which maps to 3 channels). A decoder stage is one
+:class:`~inpaint.models.partial_conv.UpsamplingPartialConv2d`, which computes exactly that without
+making the upsampled copy or the concatenation.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from torch import nn
 from inpaint.errors import InpaintError
 from inpaint.models.batchnorm import BiasFreeBatchNorm
 from inpaint.models.context_encoder import init_weights
-from inpaint.models.partial_conv import PartialConv2d
+from inpaint.models.partial_conv import PartialConv2d, UpsamplingPartialConv2d
 
 ENCODER_KERNELS = (7, 5, 5)  # Liu's first three; 3 after them
 DECODER_KERNEL = 3
@@ -75,7 +77,7 @@ class PartialConvUNet(nn.Module):
         outs = [*skips[:-1], 3]
         ins = [widths[-1], *outs[:-1]]  # the deepest code, then each decoder stage's output
         self.decoder = nn.ModuleList(
-            [PartialConv2d([cin, skip], cout, DECODER_KERNEL, 1, bias) for cin, skip, cout in zip(ins, skips, outs)]
+            [UpsamplingPartialConv2d([cin, skip], cout, bias) for cin, skip, cout in zip(ins, skips, outs)]
         )
         self.decoder_norms = nn.ModuleList([norm(c) for c in outs[:-1]])
         self.encoder_act = nn.ReLU()
@@ -122,9 +124,8 @@ class PartialConvUNet(nn.Module):
             masks.append(m)
         x, m = features.pop(), masks.pop()
         for i, conv in enumerate(self.decoder):
-            up, up_mask = F.interpolate(x, scale_factor=2.0, mode="nearest"), F.interpolate(m, scale_factor=2.0, mode="nearest")
             skip, skip_mask = features.pop(), masks.pop()
-            x, m = conv([up, skip], [up_mask, skip_mask], [zero, zero and bool(features)])  # the last skip: the image
+            x, m = conv([x, skip], [m, skip_mask], [zero, zero and bool(features)])  # upsamples x; the last skip: the image
             if i < len(self.decoder_norms):
                 x = self.decoder_act(self.decoder_norms[i](x))
         prediction = x if self.bias_free else torch.tanh(x)
