@@ -85,7 +85,10 @@ def test_biharmonic_is_local(analysis):
     """Biharmonic weights lie within 2 pixels of the hole: from the hole's edge, phi_p is 1 at once."""
     phi = analysis.summary["biharmonic_phi_p"]["hole"]["centre"]
     p = analysis.summary["jacobian"]["p"]
-    assert phi[p.index(0.1)] == 1.0  # all the energy in the window: the same sums above and below, exactly
+    # all the energy in the window: the same positive terms summed twice, by a 0/1 matmul and by a
+    # reduction, whose orders differ with the CPU's kernels; each float64 sum of n = 128 * 128 terms
+    # is within n * eps of the exact one (the worst case for recursive summation of positive terms)
+    assert abs(phi[p.index(0.1)] - 1.0) <= 128 * 128 * torch.finfo(torch.float64).eps
 
 
 def test_results_load_back_exactly_and_hold_what_the_figures_need(analysis, tmp_path):
