@@ -16,24 +16,20 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
-import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from analysis.comparison import compare, find_analyses, read_overrides
-from analysis.figures import run_figures, save_all
-from analysis.findings import findings
-from analysis.report import AnalysisSettings, analyse
-from analysis.results import load_results
-from inpaint.checks import check_data, check_writable
+from analysis.settings import AnalysisSettings
 from inpaint.errors import InpaintError, exit_on_user_error
-from inpaint.hardware import resolve_accelerator
-from inpaint.malloc import retain_freed_memory
-from inpaint.module import InpaintingModule, load_checkpoint
 
+if TYPE_CHECKING:
+    from inpaint.module import InpaintingModule
+
+# Only Hydra and the settings at import (`--help` and a refused command answer at once); torch,
+# Lightning and the analyses are imported by the mode that needs them.
 os.environ.setdefault("INPAINT_ROOT", str(Path(__file__).resolve().parent))
 log = logging.getLogger("analyze")
 
@@ -52,6 +48,8 @@ def data_for(ckpt: Path, cfg: DictConfig, command_line: list[str]) -> tuple[Dict
     """(data config, image size, the run's overrides or None) for one checkpoint: the run's own data
     settings and image size when it has a run folder and the command line sets no ``data=``; the
     command line's ``data.KEY=VALUE`` on top."""
+    from analysis.comparison import read_overrides
+
     run = run_folder(ckpt)
     if run is None or any(item.lstrip("+~").startswith("data=") for item in command_line):
         return cfg.data, cfg.image_size, None
@@ -73,6 +71,10 @@ def data_for(ckpt: Path, cfg: DictConfig, command_line: list[str]) -> tuple[Dict
 
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when torch sees a CUDA GPU, else ``cpu``; an explicit device must exist."""
+    import torch
+
+    from inpaint.hardware import resolve_accelerator
+
     device = resolve_accelerator(device)
     try:
         parsed = torch.device(device)
@@ -88,6 +90,14 @@ def resolve_device(device: str) -> str:
 def analyse_checkpoints(cfg: DictConfig, settings: AnalysisSettings, out: Path) -> None:
     """Each checkpoint on its run's holdout: ``out/analysis/`` (one sub-folder per checkpoint when
     there are several, then their comparison in ``out/comparison/``)."""
+    import lightning as L
+
+    from analysis.comparison import compare
+    from analysis.figures import run_figures, save_all
+    from analysis.report import analyse
+    from inpaint.checks import check_data
+    from inpaint.module import load_checkpoint
+
     paths = [Path(p).expanduser() for p in as_list(cfg.ckpt_path)]
     command_line = list(HydraConfig.get().overrides.task)
     plans = []
@@ -132,6 +142,11 @@ def replot(source: str, out: Path, settings: AnalysisSettings) -> None:
     """Every figure of the run at ``source`` from its saved results, with its results, into
     ``out/analysis/`` (a sub-folder each when it holds several analyses). The findings are evaluated
     again from the saved per-image values, so results of an older version get today's claims."""
+    from analysis.comparison import find_analyses
+    from analysis.figures import run_figures, save_all
+    from analysis.findings import findings
+    from analysis.results import load_results
+
     start = time.perf_counter()
     folders = find_analyses([source])
     for folder in folders:
@@ -152,17 +167,23 @@ def run(cfg: DictConfig) -> None:
             "analyze.py needs exactly one of ckpt_path=PATH (analyse checkpoints), replot=RUN_DIR (redraw its figures) "
             f"or compare=[RUN_A,RUN_B] (compare saved runs); got {modes or 'none'}."
         )
+    from inpaint.checks import check_writable
+
     settings = AnalysisSettings.from_config(OmegaConf.to_container(cfg.analysis, resolve=True))
     check_writable(cfg.paths.output_dir)
     out = Path(cfg.paths.output_dir)
     if cfg.get("replot") is not None:
         return replot(str(cfg.replot), out, settings)
     if cfg.get("compare") is not None:
+        from analysis.comparison import compare
+
         comparison = compare(as_list(cfg.compare))
         comparison.write(out / "comparison")
         log.info("Compared %d runs (%s) -> %s", len(comparison.runs), ", ".join(r.label for r in comparison.runs), out / "comparison")
         return None
     if cfg.retain_freed_memory:
+        from inpaint.malloc import retain_freed_memory
+
         retain_freed_memory()
     return analyse_checkpoints(cfg, settings, out)
 

@@ -13,26 +13,23 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
-import lightning as L
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Quote, QuotedString
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from lightning.pytorch.plugins.environments import SLURMEnvironment
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from analysis.comparison import compare, parse_overrides
-from analysis.report import AnalysisSettings
-from inpaint.checks import check_data, check_model, check_trainer, check_writable
 from inpaint.errors import InpaintError, exit_on_user_error
-from inpaint.faults import AtomicCheckpointIO, find_checkpoint, hpc_checkpoint, resume_state
-from inpaint.hardware import Capabilities, capabilities, resolve_accelerator, resolve_precision
-from inpaint.malloc import retain_freed_memory
 
+if TYPE_CHECKING:
+    from inpaint.hardware import Capabilities
+
+# Only Hydra and the standard library at import: `--help`, `--cfg job` and a refused setting answer
+# in about a second. torch comes with the settings checks, Lightning and the analyses once a run starts.
 os.environ.setdefault("INPAINT_ROOT", str(Path(__file__).resolve().parent))
 log = logging.getLogger("train")
 
@@ -49,6 +46,8 @@ class OutputFolderCheck(Callback):
 
     @staticmethod
     def check(folder: str) -> None:
+        from inpaint.checks import check_writable
+
         try:
             check_writable(folder)
         except InpaintError as error:  # Hydra turns a callback's exceptions into warnings
@@ -63,6 +62,8 @@ class SweepComparison(Callback):
     warning, not an error: its jobs' own outcomes stand."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from analysis.comparison import compare
+
         sweep = Path(config.hydra.sweep.dir)
         try:
             comparison = compare([sweep])
@@ -87,6 +88,8 @@ def resolve_hardware(cfg: DictConfig) -> Capabilities | None:
     """Make ``accelerator: auto`` and ``precision: auto`` concrete for this machine (inpaint/hardware.py)
     and log the choice with its reason, or warn when an explicit precision will be slow here. None
     when the accelerator asked for is not there (the settings checks then say so)."""
+    from inpaint.hardware import capabilities, resolve_accelerator, resolve_precision
+
     trainer = cfg.trainer
     trainer.accelerator = resolve_accelerator(trainer.accelerator)
     if trainer.accelerator not in ("cpu", "cuda", "mps"):
@@ -103,6 +106,9 @@ def resolve_hardware(cfg: DictConfig) -> Capabilities | None:
 def check(cfg: DictConfig) -> None:
     """Refuse settings no run can use (inpaint/checks.py, and the analyses' own settings, which the
     end of the fit would otherwise be the first to read) before any data is read or model built."""
+    from analysis.settings import AnalysisSettings
+    from inpaint.checks import check_data, check_model, check_trainer, check_writable
+
     plain = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in ("model", "data", "trainer", "analysis")}
     check_model(plain["model"], cfg.image_size)
     check_data(plain["data"], training=True, analyses=bool((cfg.get("callbacks") or {}).get("analysis")))
@@ -122,6 +128,10 @@ def resolve_resume(cfg: DictConfig) -> None:
     this task's runs) and point a W&B logger at the W&B run stored in it, before anything is built.
     A requeued SLURM job (no ``ckpt_path``; Lightning resumes it from the run folder's
     ``hpc_ckpt_N.ckpt``) continues the W&B run stored in that checkpoint in the same way."""
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    from inpaint.faults import find_checkpoint, hpc_checkpoint, resume_state
+
     cfg.ckpt_path = find_checkpoint(cfg.get("ckpt_path"), Path(cfg.paths.log_dir) / cfg.task_name / "runs")
     source = cfg.ckpt_path
     if source is None and SLURMEnvironment.detect():
@@ -143,6 +153,8 @@ def resolve_wandb(cfg: DictConfig) -> None:
     in a multirun. Checkpoints as artifacts
     (``log_model``) need an online run: refused at once offline, as WandbLogger would only refuse
     when it is built."""
+    from analysis.comparison import parse_overrides
+
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     for logger in wandb_configs(cfg):
         with open_dict(logger):
@@ -203,6 +215,7 @@ def ddp_in_sweep_jobs(entry: Callable) -> Callable:
     def job(*args, **kwargs):
         if not (HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN):
             return entry(*args, **kwargs)
+        import torch
         from lightning.fabric.strategies.launchers import subprocess_script as fabric_launcher
         from lightning.pytorch.strategies.launchers import subprocess_script as trainer_launcher
 
@@ -243,6 +256,11 @@ def train(cfg: DictConfig) -> float | None:
     resolve_wandb(cfg)
     resolve_resume(cfg)
     log.info("Config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+    import lightning as L
+
+    from inpaint.faults import AtomicCheckpointIO
+    from inpaint.malloc import retain_freed_memory
+
     if cfg.retain_freed_memory:
         retain_freed_memory()
     L.seed_everything(cfg.seed, workers=True)

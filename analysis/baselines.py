@@ -25,6 +25,7 @@ from scipy.sparse.linalg import splu
 from skimage.restoration import inpaint_biharmonic
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from analysis.settings import BASELINE_METHODS
 from inpaint.errors import InpaintError
 from inpaint.masks import CenterMask
 
@@ -99,7 +100,7 @@ def biharmonic(images: torch.Tensor, hole: Hole) -> torch.Tensor:
     return torch.where(holes, out, images)
 
 
-BASELINES = {"mean": mean_fill, "telea": telea, "ns": navier_stokes, "biharmonic": biharmonic}
+BASELINES = dict(zip(BASELINE_METHODS, (mean_fill, telea, navier_stokes, biharmonic), strict=True))
 
 
 def _one_hole(hole: Hole) -> np.ndarray:

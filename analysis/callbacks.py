@@ -14,8 +14,9 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from analysis.figures import run_figures, save_all, to_rgb_array
 from analysis.findings import table
-from analysis.report import AnalysisSettings, analyse
+from analysis.report import analyse
 from analysis.results import ARRAYS, SUMMARY, Results
+from analysis.settings import AnalysisSettings
 from inpaint.data import ImageDataModule
 from inpaint.images import log_image
 from inpaint.module import InpaintingModule

@@ -26,7 +26,8 @@ from analysis.jacobian import (
     spectrum_stats,
 )
 from analysis.locality import named_pixels
-from analysis.report import AnalysisSettings, analyse
+from analysis.report import analyse
+from analysis.settings import AnalysisSettings
 from inpaint.data.faces import FacesDataModule
 from inpaint.errors import InpaintError
 from inpaint.masks import FreeformMasks, RandomBlockMasks

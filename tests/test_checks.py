@@ -9,7 +9,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from analysis.report import AnalysisSettings
+from analysis.settings import AnalysisSettings
 from inpaint.checks import check_data, check_model, check_trainer, check_writable
 from inpaint.errors import InpaintError
 
@@ -108,6 +108,27 @@ def test_train_py_refuses_before_building_anything(override, message, tmp_path):
     assert [line for line in output.splitlines() if "ERROR" in line] == [line for line in output.splitlines() if message in line]
     assert "Traceback" not in output
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", "train.log"]
+
+
+HEAVY = ("torch", "lightning", "matplotlib")
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "allowed"),
+    [("train.py", ["--cfg", "job"], ()), ("train.py", ["--help"], ()), ("analyze.py", ["--help"], ()),
+     ("train.py", ["experiment=smoke", "trainer.precision=17"], ("torch",))],
+)
+def test_the_entry_points_answer_before_importing_what_a_run_needs(script, args, allowed, tmp_path):
+    """`--help`, `--cfg job` and a refused setting never import Lightning or matplotlib (seconds on a
+    small CPU); the first two not even torch. The modules loaded are read at the process's exit."""
+    path = str(ROOT / script)
+    code = (f"import atexit, runpy, sys; atexit.register(lambda: print('LOADED', [m for m in {HEAVY!r} if m in sys.modules])); "
+            f"sys.argv = [{path!r}, *{args!r}, 'hydra.run.dir={tmp_path}']; runpy.run_path({path!r}, run_name='__main__')")
+    if args[0].startswith("--"):  # Hydra's flags take no overrides
+        code = code.replace(f", 'hydra.run.dir={tmp_path}'", "")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    loaded = next(line for line in result.stdout.splitlines() if line.startswith("LOADED"))
+    assert loaded == f"LOADED {list(allowed)!r}", result.stdout[-2000:] + result.stderr[-2000:]
 
 
 @pytest.mark.parametrize("command", [["train.py", "experiment=smoke"], ["analyze.py", "ckpt_path=any.ckpt"]])

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 from test_models import trained_like
+from tolerances import rel_tol
 
 from analysis.figures import run_figures, save_all
-from analysis.report import AnalysisSettings, analyse
+from analysis.report import analyse
 from analysis.results import load_results
+from analysis.settings import AnalysisSettings
 from inpaint.data.faces import FacesDataset
 from inpaint.errors import InpaintError
-from tolerances import rel_tol
 
 FIGURES = {
     "F1_inpainting", "F2_phi_window", "F3_eigenimages", "F4_abs_cosine", "F5_projections", "F6_energy_captured",
