@@ -165,12 +165,15 @@ def _analyse(generator: Generator, batches: Iterable, settings: AnalysisSettings
     originals, inpainted, known = torch.stack(held.originals), torch.stack(held.inpainted), torch.stack(held.known)
     size = originals.shape[-1]
     centred = None if random else mask
+    holes = np.concatenate(held.holes) if random else None  # [N, S, ceil(S / 8)] packed bits, 1 = hole
+    # the share of the image in the hole, over every analysed holdout image (a centred square: any one)
+    area = np.unpackbits(holes, axis=-1, count=size).mean() if random else (known[:1] < 0.5).float().mean().item()
     summary = {
         "mask_size": None if centred is None else centred.size,
         "image_size": size,
         "overlap": None if centred is None else centred.overlap,
         "holes": "centred square" if centred is not None else "per image (results.npz: holdout.holes)",
-        "hole_area": float((known < 0.5).float().mean()),
+        "hole_area": float(area),
         "pca_window": held.window.size,
         "pixel_frame": "image",
         "architecture": type(generator).__name__,
@@ -197,7 +200,7 @@ def _analyse(generator: Generator, batches: Iterable, settings: AnalysisSettings
         "examples.known": _array(known[:n, 0]).astype(np.uint8),
     }
     if random:
-        results.arrays["holdout.holes"] = np.concatenate(held.holes)  # [N, S, ceil(S / 8)] packed bits, 1 = hole
+        results.arrays["holdout.holes"] = holes
     if settings.baselines:
         b = min(settings.baseline_images, len(originals))
         holes = centred if centred is not None else known[:b, 0] < 0.5

@@ -243,3 +243,6 @@ def test_the_unet_trains_on_free_form_holes_and_analyze_py_reproduces_the_callba
         assert again[key] == callback[key], key  # the same weights, holes and kernels: the same numbers
     with np.load(run / "analysis" / "results.npz") as a, np.load(out / "analysis" / "results.npz") as b:
         assert np.array_equal(a["holdout.holes"], b["holdout.holes"])  # the holdout's holes, saved and the same
+        holes = np.unpackbits(a["holdout.holes"], axis=-1, count=128)
+    assert len(holes) == 16 and callback["hole_area"] == pytest.approx(holes.mean(), rel=1e-12)  # over all 16, not the examples'
+    assert 0.1 <= holes.reshape(16, -1).mean(1).min() and holes.reshape(16, -1).mean(1).max() <= 0.5  # freeform's area range
