@@ -128,14 +128,15 @@ def resolve_resume(cfg: DictConfig) -> None:
     this task's runs) and point a W&B logger at the W&B run stored in it, before anything is built.
     A requeued SLURM job (no ``ckpt_path``; Lightning resumes it from the run folder's
     ``hpc_ckpt_N.ckpt``) continues the W&B run stored in that checkpoint in the same way."""
-    from lightning.pytorch.plugins.environments import SLURMEnvironment
-
-    from inpaint.faults import find_checkpoint, hpc_checkpoint, resume_state
+    from inpaint.resume import find_checkpoint, hpc_checkpoint, resume_state
 
     cfg.ckpt_path = find_checkpoint(cfg.get("ckpt_path"), Path(cfg.paths.log_dir) / cfg.task_name / "runs")
     source = cfg.ckpt_path
-    if source is None and SLURMEnvironment.detect():
-        source = hpc_checkpoint(cfg.trainer.get("default_root_dir") or cfg.paths.output_dir)
+    if source is None:
+        from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+        if SLURMEnvironment.detect():
+            source = hpc_checkpoint(cfg.trainer.get("default_root_dir") or cfg.paths.output_dir)
     if source is None:
         return
     step, wandb_id = resume_state(source)  # read as data: a planted file stops here, in one line
@@ -153,14 +154,14 @@ def resolve_wandb(cfg: DictConfig) -> None:
     in a multirun. Checkpoints as artifacts
     (``log_model``) need an online run: refused at once offline, as WandbLogger would only refuse
     when it is built."""
-    from analysis.comparison import parse_overrides
-
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     for logger in wandb_configs(cfg):
         with open_dict(logger):
             if logger.get("group") is None:
                 logger.group = f"{cfg.task_name}/{Path(HydraConfig.get().sweep.dir).name}" if multirun else cfg.task_name
             if logger.get("name") is None and multirun:
+                from analysis.comparison import parse_overrides
+
                 logger.name = ",".join(f"{k}={v}" for k, v in parse_overrides(HydraConfig.get().overrides.task).items()) or None
         if logger.get("log_model") and logger.get("offline"):
             raise InpaintError(

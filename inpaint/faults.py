@@ -1,10 +1,8 @@
 """Fault tolerance for training: resume where a killed run stopped, in the same W&B run, and never
 lose or corrupt a checkpoint on the way.
 
-- :func:`find_checkpoint` turns ``ckpt_path=last`` into the newest ``last.ckpt`` of the task's runs.
-- :class:`WandbRunId` stores the W&B run id in every checkpoint; :func:`resume_state` reads it back
-  (with the step) so train.py can hand it to the new WandbLogger, also from the
-  :func:`hpc_checkpoint` a requeued SLURM job resumes from.
+- :class:`WandbRunId` stores the W&B run id in every checkpoint; :mod:`inpaint.resume` finds the
+  checkpoint to resume from and reads the id back.
 - :class:`CheckpointOnSigterm` writes ``last.ckpt`` at the step reached when SIGTERM arrives.
 - :class:`AtomicCheckpointIO` writes every checkpoint through a temporary file and a rename.
 """
@@ -13,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import signal
 from pathlib import Path
 
@@ -24,60 +21,12 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from inpaint.checkpoint import read_checkpoint
-from inpaint.errors import InpaintError
+from inpaint.resume import WANDB_ID_KEY
 
 log = logging.getLogger(__name__)
 
-WANDB_ID_KEY = "wandb_run_id"
 # the shell's status for "terminated by SIGTERM": the run did not finish, so `train.py && ...` stops
 SIGTERM_EXIT_CODE = 128 + signal.SIGTERM
-
-
-def find_checkpoint(ckpt_path: str | None, runs_dir: str | Path) -> str | None:
-    """The checkpoint to resume from: ``None`` (start afresh), ``"last"`` (the newest, by
-    modification time, of ``runs_dir/*/checkpoints/last.ckpt``) or an explicit path, which must
-    exist. Raises :class:`InpaintError` when there is nothing to resume from."""
-    if ckpt_path is None:
-        return None
-    if str(ckpt_path) == "last":
-        candidates = list(Path(runs_dir).glob("*/checkpoints/last.ckpt"))
-        if not candidates:
-            raise InpaintError(
-                f"ckpt_path=last: no earlier run of this task left a checkpoint ({runs_dir}/*/checkpoints/"
-                "last.ckpt matches nothing): check task_name (or experiment) and paths.log_dir, pass "
-                "ckpt_path=PATH/TO/last.ckpt, or drop ckpt_path to start afresh."
-            )
-        return str(max(candidates, key=lambda path: path.stat().st_mtime))
-    path = Path(ckpt_path).expanduser()
-    if not path.is_file():
-        raise InpaintError(
-            f"ckpt_path '{ckpt_path}' does not exist: pass RUN_DIR/checkpoints/last.ckpt, ckpt_path=last for the "
-            "newest run of this task, or drop ckpt_path to start afresh."
-        )
-    return str(path)
-
-
-def hpc_checkpoint(folder: str | Path) -> Path | None:
-    """The checkpoint Lightning resumes a requeued SLURM job from: ``folder/hpc_ckpt_N.ckpt`` with the
-    highest N (Lightning's rule, in the trainer's ``default_root_dir``), or None."""
-    versions = [(int(match.group(1)), path) for path in Path(folder).glob("hpc_ckpt_*.ckpt")
-                if (match := re.fullmatch(r"hpc_ckpt_(\d+)\.ckpt", path.name))]
-    return max(versions)[1] if versions else None
-
-
-def resume_state(path: str | Path) -> tuple[int, str | None]:
-    """(global step, W&B run id or None) of a checkpoint, read as data (no code in it runs) without
-    loading its tensors."""
-    try:
-        checkpoint = read_checkpoint(path, mmap=True)
-        return int(checkpoint["global_step"]), checkpoint.get(WANDB_ID_KEY)
-    except InpaintError:
-        raise
-    except Exception as error:  # torch raises many types for a file that is not a checkpoint
-        raise InpaintError(
-            f"cannot resume from '{path}' ({type(error).__name__}: {error}): pass a .ckpt written by train.py."
-        ) from error
 
 
 class WandbRunId(L.Callback):

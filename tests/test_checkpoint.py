@@ -11,13 +11,14 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from test_module import Fixed
 from torch.utils.data import DataLoader
 
 from inpaint.checkpoint import read_checkpoint
 from inpaint.errors import InpaintError
-from inpaint.faults import WANDB_ID_KEY, AtomicCheckpointIO, resume_state
+from inpaint.faults import AtomicCheckpointIO
 from inpaint.module import InpaintingModule, load_checkpoint
-from test_module import Fixed
+from inpaint.resume import WANDB_ID_KEY, resume_state
 
 ROOT = Path(__file__).resolve().parents[1]
 REFUSED = "holds objects other than tensors and plain data"

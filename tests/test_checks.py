@@ -116,7 +116,8 @@ HEAVY = ("torch", "lightning", "matplotlib")
 @pytest.mark.parametrize(
     ("script", "args", "allowed"),
     [("train.py", ["--cfg", "job"], ()), ("train.py", ["--help"], ()), ("analyze.py", ["--help"], ()),
-     ("train.py", ["experiment=smoke", "trainer.precision=17"], ("torch",))],
+     ("train.py", ["experiment=smoke", "trainer.precision=17"], ("torch",)),
+     ("train.py", ["experiment=smoke", "ckpt_path=last", "task_name=nothing_to_resume_here"], ("torch",))],
 )
 def test_the_entry_points_answer_before_importing_what_a_run_needs(script, args, allowed, tmp_path):
     """`--help`, `--cfg job` and a refused setting never import Lightning or matplotlib (seconds on a

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from inpaint.errors import InpaintError
-from inpaint.faults import SIGTERM_EXIT_CODE, WANDB_ID_KEY, AtomicCheckpointIO, find_checkpoint
+from inpaint.faults import SIGTERM_EXIT_CODE, AtomicCheckpointIO
 from inpaint.module import load_checkpoint
+from inpaint.resume import WANDB_ID_KEY, find_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["callbacks.rich_progress_bar=null", "callbacks.model_summary=null", "callbacks.analysis=null", "test=false"]
