@@ -36,7 +36,7 @@ def test_quick_pca_and_data_cases_write_their_json(tmp_path):
     assert result["device"] == "cpu" and result["pca"]["ours_device"] == "cpu"
     assert result["pca"]["max_eigenvalue_rel_diff"] < 1e-8  # same eigenvalues as scikit-learn
     assert measured(result["pca"]["efficiency"]) and measured(result["pca"]["peak_matmul_flops_per_s"])
-    data = result["data"]  # timings on a shared host: reported, not bounded (the README states the measured ratios)
+    data = result["data"]  # timings on a shared host: reported, not bounded (docs/performance.md states the measured ratios)
     assert all(measured(data[key]) for key in ("ratio", "cache_images_per_s", "folder_ratio", "folder_cache_images_per_s"))
     assert "efficiency" not in result["data"] and result["data"]["efficiency_note"]  # I/O: no peak to compare with
 
