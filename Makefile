@@ -20,12 +20,18 @@ $(STAMP): pyproject.toml
 train: install  ## the default demo; pass Hydra overrides with ARGS="experiment=smoke ..."
 	$(PY) train.py $(ARGS)
 
-test: install  ## the default suite (slow tests excluded)
-	$(PY) -m pytest -q $(ARGS)
+# The default suite in parallel: a worker process per core (at most 4), each test file whole in one
+# worker (its module fixtures built once), one thread each (Torch's threads would only compete).
+# On 2 cores: 4 min 23 s against 7 min 36 s in one process.
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1))")
+PARALLEL := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
+test: install  ## the default suite (slow tests excluded), one worker process per core
+	$(PARALLEL) $(ARGS)
 
 # inductor's on-disk cache is not keyed by the ISA cap: a kernel cached in this mode crashes a native run
 test-avx2: install  ## the default suite with the CPU capped at AVX2 (no native bf16), as on CPUs without AVX-512
-	ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 TORCHINDUCTOR_CACHE_DIR=$${TMPDIR:-/tmp}/torchinductor_avx2 $(PY) -m pytest -q $(ARGS)
+	ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 TORCHINDUCTOR_CACHE_DIR=$${TMPDIR:-/tmp}/torchinductor_avx2 $(PARALLEL) $(ARGS)
 
 test-slow: install  ## only the slow tests
 	$(PY) -m pytest -q -m slow $(ARGS)
