@@ -24,7 +24,7 @@ train: install  ## the default demo; pass Hydra overrides with ARGS="experiment=
 # worker (its module fixtures built once), one thread each (Torch's threads would only compete).
 # On 2 cores: 4 min 23 s against 7 min 36 s in one process.
 TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1))")
-PARALLEL := OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+PARALLEL = OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test: install  ## the default suite (slow tests excluded), one worker process per core
 	$(PARALLEL) $(ARGS)

@@ -2,10 +2,10 @@
 CenterMask, per-image holes fill each image by its own, and the biharmonic operator of a free-form
 hole is scikit-image's fill, reproduces constants and reaches two pixels out."""
 
-import cv2
 import numpy as np
 import pytest
 import torch
+from holes import brush
 from scipy.ndimage import distance_transform_cdt, distance_transform_edt, gaussian_filter
 from tolerances import rel_tol
 
@@ -24,15 +24,6 @@ from inpaint.masks import CenterMask
 S = 128
 MASK = CenterMask(S, 64)
 
-
-def brush(seed: int, strokes: int = 4, width: int = 9) -> np.ndarray:
-    """A free-form hole of a few thick line segments, away from the image corners."""
-    rng = np.random.default_rng(seed)
-    canvas = np.zeros((S, S), np.uint8)
-    for _ in range(strokes):
-        (x0, y0), (x1, y1) = rng.integers(S // 8, S - S // 8, (2, 2)).tolist()
-        cv2.line(canvas, (x0, y0), (x1, y1), 1, width)
-    return canvas.astype(bool)
 
 
 def rectangle(rows: slice, cols: slice) -> np.ndarray:

@@ -3,10 +3,10 @@ brush strokes and random rectangles they keep their definitions and phi_p's prop
 
 import math
 
-import cv2
 import numpy as np
 import pytest
 import torch
+from holes import brush
 from scipy.ndimage import distance_transform_edt
 from tolerances import rel_tol
 
@@ -23,15 +23,6 @@ def square(start: int, stop: int, size: int = S) -> np.ndarray:
     region[start:stop, start:stop] = True
     return region
 
-
-def brush(seed: int, size: int = S, strokes: int = 4, width: int = 9) -> np.ndarray:
-    """A free-form hole: a few thick line segments, as free-form (brush-stroke) masks are drawn."""
-    rng = np.random.default_rng(seed)
-    canvas = np.zeros((size, size), np.uint8)
-    for _ in range(strokes):
-        (x0, y0), (x1, y1) = rng.integers(size // 8, size - size // 8, (2, 2)).tolist()
-        cv2.line(canvas, (x0, y0), (x1, y1), 1, width)
-    return canvas.astype(bool)
 
 
 def rectangle(seed: int, size: int = S) -> np.ndarray:

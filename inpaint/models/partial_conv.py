@@ -109,7 +109,6 @@ class UpsamplingPartialConv2d(PartialConv2d):
 
     def __init__(self, group_channels: Sequence[int], out_channels: int, bias: bool = False) -> None:
         super().__init__(group_channels, out_channels, 3, 1, bias)
-        self.register_buffer("fold", FOLD.clone(), persistent=False)
 
     def window_masks(self, masks: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """The first group's mask upsampled to the output's resolution (masking commutes with nearest upsampling)."""
@@ -119,7 +118,7 @@ class UpsamplingPartialConv2d(PartialConv2d):
         low = self.group_channels[0]
         dtype = torch.promote_types(self.weight.dtype, torch.float32)  # fold in float32 or wider: one rounding, the convolution's cast
         with torch.autocast(groups[0].device.type, enabled=False):
-            fold = self.fold.to(dtype)
+            fold = FOLD.to(self.weight.device, dtype)
             kernel = torch.einsum("pk,ql,oikl->iopq", fold, fold, self.weight[:, :low].to(dtype))
         out = F.conv_transpose2d(groups[0], kernel.to(self.weight.dtype), None, 2, 1)
         if len(groups) > 1:
