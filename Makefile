@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[dev]"
+	# an older install's plain OpenCV shares the cv2 package with the contrib build that replaced it
+	if $(PY) -m pip show -q opencv-python-headless 2>/dev/null; then $(PY) -m pip uninstall -q -y opencv-python-headless \
+		&& $(PY) -m pip install -q --force-reinstall --no-deps opencv-contrib-python-headless; fi
 	touch $(STAMP)
 
 train: install  ## the default demo; pass Hydra overrides with ARGS="experiment=smoke ..."

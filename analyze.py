@@ -104,6 +104,7 @@ def analyse_checkpoints(cfg: DictConfig, settings: AnalysisSettings, out: Path) 
     for path in paths:  # every checkpoint's settings checked before any is analysed
         data, image_size, overrides = data_for(path, cfg, command_line)
         check_data(OmegaConf.to_container(data, resolve=True), training=False)
+        settings.check_image_size(image_size)
         plans.append((path, data, image_size, overrides))
     cfg.device = resolve_device(str(cfg.device))
     log.info("Analyses on %s", cfg.device)

@@ -113,7 +113,7 @@ def check(cfg: DictConfig) -> None:
     check_model(plain["model"], cfg.image_size)
     check_data(plain["data"], training=True, analyses=bool((cfg.get("callbacks") or {}).get("analysis")))
     check_trainer(plain["trainer"], plain["model"])
-    AnalysisSettings.from_config(plain["analysis"])
+    AnalysisSettings.from_config(plain["analysis"], cfg.image_size)
     check_writable(cfg.paths.output_dir)
 
 
@@ -248,6 +248,20 @@ def ddp_in_sweep_jobs(entry: Callable) -> Callable:
     return job
 
 
+def seeded_data_and_model(cfg: DictConfig):
+    """(data module, model) of a run. The run's ``seed`` seeds torch (the model's initialisation,
+    flips, the shuffle) and is the data module's ``train_seed`` (the order of sets drawn by epoch,
+    training holes and crops); the images of every split are the data's own (``data.seed`` for the
+    built-in faces and photographs), whatever the run's seed."""
+    import lightning as L
+
+    L.seed_everything(cfg.seed, workers=True)
+    # random holes are drawn with the data (per item, in the loader's workers), training holes from the run's seed
+    mask = OmegaConf.to_container(cfg.mask, resolve=True)
+    datamodule = hydra.utils.instantiate(cfg.data, mask=mask, train_seed=cfg.seed)
+    return datamodule, hydra.utils.instantiate(cfg.model)
+
+
 @exit_on_user_error
 @ddp_in_sweep_jobs
 def train(cfg: DictConfig) -> float | None:
@@ -257,17 +271,12 @@ def train(cfg: DictConfig) -> float | None:
     resolve_wandb(cfg)
     resolve_resume(cfg)
     log.info("Config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
-    import lightning as L
-
     from inpaint.faults import AtomicCheckpointIO
     from inpaint.malloc import retain_freed_memory
 
     if cfg.retain_freed_memory:
         retain_freed_memory()
-    L.seed_everything(cfg.seed, workers=True)
-    # random holes are drawn with the data (per item, in the loader's workers), training holes from the run's seed
-    datamodule = hydra.utils.instantiate(cfg.data, mask=OmegaConf.to_container(cfg.mask, resolve=True), mask_seed=cfg.seed)
-    model = hydra.utils.instantiate(cfg.model)
+    datamodule, model = seeded_data_and_model(cfg)
     model.set_step_options(**{key: cfg.trainer.get(key, default) for key, default in STEP_OPTIONS.items()})
     loggers = instantiate_all(cfg.get("logger"))
     # the trainer config's plugins (SLURM's environment, ...) and checkpoints written through a rename

@@ -1,5 +1,7 @@
-"""Classical inpainting of the same hole, to set the CNN beside: mean fill, OpenCV's diffusion
-methods (Telea's fast marching, Bertalmio's Navier-Stokes) and scikit-image's biharmonic fill.
+"""Classical inpainting of the same hole, to set the CNN beside: the two poles of the paper's
+question, diffusion (OpenCV's Telea fast marching and Bertalmio's Navier-Stokes, scikit-image's
+biharmonic fill) and exemplars (the patch-based fill of analysis/exemplar.py, whose weights can be
+read, and OpenCV's shift-map), and the mean fill.
 
 Every function takes images in [0, 1], ``[N, 3, S, S]``, and a hole: a :class:`~inpaint.masks.CenterMask`
 (its square less the overlap ring), or a bool ``[S, S]`` array (True = fill; one hole for every
@@ -25,6 +27,7 @@ from scipy.sparse.linalg import splu
 from skimage.restoration import inpaint_biharmonic
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from analysis.exemplar import PATCH, exemplar
 from analysis.settings import BASELINE_METHODS
 from inpaint.errors import InpaintError
 from inpaint.masks import CenterMask
@@ -100,7 +103,29 @@ def biharmonic(images: torch.Tensor, hole: Hole) -> torch.Tensor:
     return torch.where(holes, out, images)
 
 
-BASELINES = dict(zip(BASELINE_METHODS, (mean_fill, telea, navier_stokes, biharmonic), strict=True))
+def exemplar_fill(images: torch.Tensor, hole: Hole, patch: int = PATCH) -> torch.Tensor:
+    """Patch-based exemplar inpainting (:func:`analysis.exemplar.exemplar`), in float32."""
+    return exemplar(images, hole_array(hole, len(images)), patch)[0]
+
+
+def shift_map(images: torch.Tensor, hole: Hole) -> torch.Tensor:
+    """He and Sun's (2012) shift-map inpainting (``cv2.xphoto.inpaint``, OpenCV's contrib build),
+    on 8-bit pixels in CIELab (as it expects colour images): each hole pixel copied from one known
+    pixel by one of a few dominant offsets."""
+    holes = _holes(hole, images)
+    # C-contiguous: cv2 writes an output it cannot take as it is into a copy, and the result is lost
+    pixels = np.ascontiguousarray((images.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8))
+    known = (~holes[:, 0].cpu().numpy()).astype(np.uint8) * 255  # shift-map's mask marks the known pixels
+    filled = np.empty_like(pixels)
+    for image, mask, out in zip(pixels, known, filled):
+        lab = np.zeros_like(image)
+        cv2.xphoto.inpaint(cv2.cvtColor(image, cv2.COLOR_RGB2Lab), mask, lab, cv2.xphoto.INPAINT_SHIFTMAP)
+        out[:] = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
+    out = (torch.from_numpy(filled).permute(0, 3, 1, 2).to(images.dtype) / 255).to(images.device)
+    return torch.where(holes, out, images)
+
+
+BASELINES = dict(zip(BASELINE_METHODS, (mean_fill, telea, navier_stokes, biharmonic, exemplar_fill, shift_map), strict=True))
 
 
 def _one_hole(hole: Hole) -> np.ndarray:
@@ -231,10 +256,12 @@ def hole_metrics(filled: torch.Tensor, originals: torch.Tensor, hole: Hole) -> d
 
 
 def compare_baselines(
-    images: torch.Tensor, hole: Hole, names: Sequence[str] = ("mean", "telea", "ns", "biharmonic")
+    images: torch.Tensor, hole: Hole, names: Sequence[str] = ("mean", "telea", "ns", "biharmonic", "exemplar"),
+    exemplar_patch: int = PATCH,
 ) -> dict[str, dict[str, float]]:
     """Hole PSNR and SSIM of each named baseline on ``images``."""
     unknown = set(names) - set(BASELINES)
     if unknown:
         raise InpaintError(f"unknown baselines {sorted(unknown)}: choose from {sorted(BASELINES)}.")
-    return {name: hole_metrics(BASELINES[name](images, hole), images, hole) for name in names}
+    fills = {**BASELINES, "exemplar": lambda x, h: exemplar_fill(x, h, exemplar_patch)}
+    return {name: hole_metrics(fills[name](images, hole), images, hole) for name in names}

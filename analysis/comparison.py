@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 
 from analysis.figures import comparison_figures, fig_findings, save_all
-from analysis.findings import cross_run_findings
+from analysis.findings import across_seeds, cross_run_findings
 from analysis.jacobian import AUTHORS_P
 from analysis.results import SUMMARY, Results, load_results
 from inpaint.errors import InpaintError
@@ -66,17 +66,28 @@ class Comparison:
                  **{f"finding_{f['id']}": f["verdict"] for f in run.results.summary.get("findings", [])}} for run in self.runs]
 
     def setting_rows(self) -> list[dict]:
-        """Per setting (runs equal but for the seed): the number of runs, then mean and standard
-        deviation (n - 1; empty for one run) of every number of :func:`headline_row`."""
+        """Per setting (runs equal but for the seed): the number of runs, the mean, standard
+        deviation (n - 1; empty for one run), min and max of every number of :func:`headline_row`,
+        then each finding's verdict across the seeds (:func:`~analysis.findings.across_seeds`: it
+        holds only where it holds for every seed)."""
         out = []
         for setting, runs in self.settings.items():
             numbers = [headline_row(run.results.summary) for run in runs]
-            row = {"setting": setting, "runs": len(runs), "architecture": _architecture(runs[0].results.summary)}
+            row = {"setting": setting, "runs": len(runs), "seeds": " ".join(run.overrides.get("seed", "(default)") for run in runs),
+                   "architecture": _architecture(runs[0].results.summary)}
             for key in numbers[0]:
                 values = np.array([n.get(key, math.nan) for n in numbers], dtype=float)
                 values = values[~np.isnan(values)]
                 row[f"{key}_mean"] = float(values.mean()) if len(values) else ""
                 row[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else ""
+                row[f"{key}_min"] = float(values.min()) if len(values) else ""
+                row[f"{key}_max"] = float(values.max()) if len(values) else ""
+            verdicts: dict[str, list[str]] = {}
+            for run in runs:
+                for finding in run.results.summary.get("findings", []):
+                    verdicts.setdefault(finding["id"], []).append(finding["verdict"])
+            row |= {f"finding_{key}": across_seeds(found) if len(found) == len(runs) else "inconclusive"
+                    for key, found in verdicts.items()}
             out.append(row)
         return out
 
@@ -88,7 +99,7 @@ class Comparison:
         runs = {run.label: run.results for run in self.runs}
         settings = {setting: [run.label for run in group] for setting, group in self.settings.items()}
         figures = comparison_figures(runs, settings)
-        cross_run = cross_run_findings(list(runs.values()))
+        cross_run = cross_run_findings(list(runs.values()), [run.overrides.get("seed", "(default)") for run in self.runs])
         if cross_run:
             (folder / "findings.json").write_text(json.dumps(cross_run, indent=2))
             written.append(folder / "findings.json")
@@ -117,13 +128,23 @@ def headline_row(summary: dict) -> dict[str, float]:
     distance from each of those pixels to its weight map's centroid, the PCA headline numbers
     (uncentred energy captured by 10 components, total energy and variance of the reconstructions
     over the originals', mean |cos| of the first 10 eigenvectors, the crops' PSNR and the most that
-    projecting them on the originals' components adds to it, at which k) and the SVD's."""
+    projecting them on the originals' components adds to it, at which k), the SVD's, and where the
+    centre pixel's weight comes from: the mean distance of its sources from the hole for the CNN,
+    diffusion and the exemplar, the share beyond ``far``, and the CNN's position between the poles
+    (0: diffusion, 1: the exemplar; the finding ``nearer_diffusion_than_exemplar``)."""
     row = {"mask_size": summary["mask_size"], "hole_area": summary.get("hole_area"), "holdout_images": summary["holdout_images"],
            "psnr": summary["metrics"]["psnr"], "ssim": summary["metrics"]["ssim"]}
     if "baselines" in summary:
         row |= {f"cnn_on_baseline_images_{k}": v for k, v in summary["model_on_baseline_images"].items()}
         for name, values in summary["baselines"].items():
             row |= {f"{name}_{k}": v for k, v in values.items()}
+    sources = summary.get("sources")
+    if sources:  # where the centre pixel's weight comes from, beside diffusion's and the exemplar's
+        distance = {method: by_pixel["centre"] for method, by_pixel in sources["distance"].items()}
+        row |= {f"source_distance_{method}": value for method, value in distance.items()}
+        row |= {f"far_share_{method}": by_pixel["centre"] for method, by_pixel in sources["far_share"].items()}
+        span = distance["exemplar"] - distance["biharmonic"]
+        row["between_poles"] = (distance["cnn"] - distance["biharmonic"]) / span if span > 0 else math.nan
     jac = summary.get("jacobian")
     if jac:
         for name in PIXELS:

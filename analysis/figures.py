@@ -346,10 +346,15 @@ def fig_projection_psnr(psnr_by_k: Mapping[int, float], reconstruction_psnr: flo
     return fig
 
 
-def _phi_axes(ax, ps, curves: Mapping[str, object], reference, baseline) -> None:
-    """phi_p curves (solid), the authors' points (same colour, markers) and baseline curves (same
-    colour, dashed) for the names in ``curves``; one legend, colours (names) then line styles (sources)."""
+BASELINE_STYLES = {"biharmonic": "--", "exemplar": ":"}  # the poles' phi_p curves, in the pixel's colour
+
+
+def _phi_axes(ax, ps, curves: Mapping[str, object], reference, baselines: Mapping[str, Mapping[str, object]] | None) -> None:
+    """phi_p curves (solid), the authors' points (same colour, markers) and each baseline method's
+    curves (same colour, its line style: BASELINE_STYLES) for the names in ``curves``; one legend,
+    colours (names) then line styles (sources)."""
     ps = _as_numpy(ps)
+    baselines = baselines or {}
     for k, (name, values) in enumerate(curves.items()):
         colour = f"C{k}"
         ax.plot(ps, _as_numpy(values), color=colour, linewidth=2.5, label=name)
@@ -357,28 +362,30 @@ def _phi_axes(ax, ps, curves: Mapping[str, object], reference, baseline) -> None
             points = sorted(reference[name].items())
             ax.plot(*zip(*points), linestyle="none", marker="D", markersize=8, color=colour,
                     markeredgecolor="black", label="_")
-        if baseline and name in baseline:
-            ax.plot(ps, _as_numpy(baseline[name]), color=colour, linestyle="--", linewidth=2, label="_")
+        for method, baseline in baselines.items():
+            if name in baseline:
+                ax.plot(ps, _as_numpy(baseline[name]), color=colour, linestyle=BASELINE_STYLES[method], linewidth=2, label="_")
     ax.set_xlim(0, max(1.0, ps.max()) if len(ps) else 1.0)
     ax.set_ylim(0, 1.02)
     handles = ax.get_legend_handles_labels()[0]
-    if reference or baseline:
+    if reference or baselines:
         handles.append(Line2D([], [], color="0.2", linewidth=2.5, label="this model"))
     if reference:
         handles.append(Line2D([], [], color="0.2", linestyle="none", marker="D", label="authors, CelebA"))
-    if baseline:
-        handles.append(Line2D([], [], color="0.2", linestyle="--", linewidth=2, label="biharmonic"))
+    for method in baselines:
+        handles.append(Line2D([], [], color="0.2", linestyle=BASELINE_STYLES[method], linewidth=2, label=method))
     ax.legend(handles=handles, fontsize=SMALL, loc="lower right")
 
 
 def fig_phi_curves(ps, curves: Mapping[str, object], title: str,
                    reference: Mapping[str, Mapping[float, float]] | None = None,
-                   baseline: Mapping[str, object] | None = None) -> Figure:
+                   baselines: Mapping[str, Mapping[str, object]] | None = None) -> Figure:
     """F8: phi_p against p for named output pixels (corner, edge, centre), solid; optionally the
-    authors' CelebA values (e.g. ``AUTHORS_PHI[64]``) as markers and biharmonic curves dashed, in the
-    pixel's colour. The title should say the mask and the phi_p definition."""
+    authors' CelebA values (e.g. ``AUTHORS_PHI[64]``) as markers and the curves of classical methods
+    at the same pixels (``{"biharmonic": {name: curve}, "exemplar": ...}``) in the pixel's colour,
+    dashed (biharmonic) or dotted (exemplar). The title should say the mask and the phi_p definition."""
     fig, ax = _plot(title, "p", r"$\phi_p$")
-    _phi_axes(ax, ps, curves, reference, baseline)
+    _phi_axes(ax, ps, curves, reference, baselines)
     return fig
 
 
@@ -478,14 +485,16 @@ def fig_singular_vectors(output_vectors, input_vectors, s, kind: str = "mean") -
 
 
 def fig_centroids(offsets: Mapping[str, tuple[float, float]], pixels: Mapping[str, tuple[int, int]],
-                  mask: Geometry, background=None) -> Figure:
+                  mask: Geometry, background=None, distances: Mapping[str, Mapping[str, float]] | None = None) -> Figure:
     """Beyond the paper (its "neck" observation): an arrow from each named output pixel (i, j) of the
     predicted region (square coordinates for a :class:`CenterMask`, image coordinates for (hole, region)) to the centroid of its |weight| map, ``offsets[name] = (d_row, d_col)`` as from
     ``analysis.jacobian.centroid_offset``; d_row > 0 means the weight lies below the pixel. Drawn in
     input-image coordinates over ``background`` (e.g. the masked input ``[3, S, S]``), zoomed to the
-    predicted square and the arrows."""
-    fig = _figure("Weight centroid vs output pixel", (6.8, 4.8))
-    ax = fig.add_subplot()
+    predicted square and the arrows. With ``distances`` (``{method: {pixel: pixels}}``, the summary's
+    ``sources.distance``), a second panel sets the mean distance of each pixel's sources from the hole
+    beside diffusion's and the exemplar's: where the CNN sits between the two poles."""
+    fig = _figure("Weight centroid vs output pixel", (11.6 if distances else 6.8, 4.8))
+    ax, *bars = fig.subplots(1, 2, width_ratios=(1.6, 1)) if distances else [fig.add_subplot()]
     size = _geometry(mask)[1].shape[-1]
     if background is not None:
         _image(ax, background, alpha=0.45)
@@ -508,9 +517,24 @@ def fig_centroids(offsets: Mapping[str, tuple[float, float]], pixels: Mapping[st
     ax.set_xlim(lo, hi)
     ax.set_ylim(hi, lo)
     ax.set_aspect("equal")
-    fig.legend(loc="outside right center", fontsize=SMALL, frameon=False, title="offset (row, col)\nrow > 0: below",
-               title_fontsize=SMALL)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=SMALL, frameon=False,
+              title="offset (row, col)\nrow > 0: below", title_fontsize=SMALL)
+    if distances:
+        _source_bars(bars[0], distances, list(offsets))
     return fig
+
+
+def _source_bars(ax, distances: Mapping[str, Mapping[str, float]], names: Sequence[str]) -> None:
+    """Grouped bars: per named pixel, the mean distance from the hole of each method's sources."""
+    width = 0.8 / len(distances)
+    for k, (method, by_pixel) in enumerate(distances.items()):
+        values = [by_pixel.get(name, np.nan) for name in names]
+        ax.bar(np.arange(len(names)) + (k - (len(distances) - 1) / 2) * width, values, width,
+               label={"cnn": "CNN"}.get(method, method), color=("0.15", "C0", "C3", "C2")[k % 4])
+    ax.set_xticks(range(len(names)), names, fontsize=SMALL)
+    ax.set_ylabel("mean distance of the weight\nfrom the hole (px)", fontsize=SMALL)
+    ax.set_title("where each method draws from", fontsize=SMALL)
+    ax.legend(fontsize=SMALL - 1, frameon=False)
 
 
 VERDICT_COLOURS = {"holds": "#2a9d3f", "fails": "#d1372b", "inconclusive": "0.55", "not applicable": "0.55"}
@@ -592,32 +616,36 @@ def run_figures(results: Results) -> dict[str, Figure]:
         out["F2_phi_window"] = fig_phi_window_region(background, geometry[1], (0.1, 0.25, 0.5))
     corner_edge_centre = ("corner", "edge", "centre")
     reference = AUTHORS_PHI.get(m) if summary.get("architecture", "ContextEncoder") == "ContextEncoder" else None
-    out["F8_phi_curves"] = fig_phi_curves(ps, {name: phi["code"][name] for name in corner_edge_centre},
-                                          rf"$\phi_p$, {hole_name} (authors' code definition)", reference=reference)
+    exemplar_phi = summary.get("exemplar_phi_p")  # None in results saved before the exemplar
+    out["F8_phi_curves"] = fig_phi_curves(
+        ps, {name: phi["code"][name] for name in corner_edge_centre}, rf"$\phi_p$, {hole_name} (authors' code definition)",
+        reference=reference, baselines={"exemplar": exemplar_phi["code"]} if exemplar_phi else None)
     if m is not None:  # F9 compares centred squares of two sizes: not applicable to random holes
         out["F9_phi_by_mask"] = fig_phi_by_mask(ps, {m: phi["code"]["centre"]},
                                                 reference={m: reference["centre"]} if reference else None)
-    biharmonic_phi = summary["biharmonic_phi_p"]["hole"]
+    poles = {"biharmonic": summary["biharmonic_phi_p"]["hole"]} | ({"exemplar": exemplar_phi["hole"]} if exemplar_phi else {})
     out["phi_vs_biharmonic"] = fig_phi_curves(
         ps, {name: phi["hole"][name] for name in corner_edge_centre},
-        rf"$\phi_p$ from the hole's edge, {hole_name}: CNN vs biharmonic",
-        baseline={name: biharmonic_phi[name] for name in corner_edge_centre},
+        rf"$\phi_p$ from the hole's edge, {hole_name}" + "\nCNN (solid) vs " + " and ".join(poles),
+        baselines={method: {name: curves[name] for name in corner_edge_centre} for method, curves in poles.items()},
     )
     network = {"ContextEncoder": "CE", "PartialConvUNet": "U-Net"}.get(summary.get("architecture", "ContextEncoder"), "CNN")
     label = f"{network} {m}x{m}" if m is not None else network
-    masks, located = {label: geometry, "biharmonic": geometry}, {label: pixels, "biharmonic": pixels}
-    biharmonic = dict(zip(names, arrays["biharmonic.weight_maps"]))
+    classical = {method: dict(zip(names, arrays[f"{method}.weight_maps"]))
+                 for method in ("biharmonic", "exemplar") if f"{method}.weight_maps" in arrays}
+    masks, located = dict.fromkeys([label, *classical], geometry), dict.fromkeys([label, *classical], pixels)
     out["F10_weight_maps"] = fig_weight_maps(
-        {label: dict(zip(names, arrays["jacobian.weight_maps_channel0"])), "biharmonic": biharmonic}, located, masks,
+        {label: dict(zip(names, arrays["jacobian.weight_maps_channel0"])), **classical}, located, masks,
         title="Input-pixel weights (output ch. 0 / input ch. 0)",
     )
     out["F10_weight_maps_colour"] = fig_weight_maps(
-        {label: dict(zip(names, arrays["jacobian.weight_maps_colour"])), "biharmonic": biharmonic}, located, masks,
+        {label: dict(zip(names, arrays["jacobian.weight_maps_colour"])), **classical}, located, masks,
         title="Input-pixel weights (colour: all channels)", log=True,
     )
     if summary.get("findings"):
         out["findings"] = fig_findings(summary["findings"])
-    out["centroids"] = fig_centroids({name: tuple(v) for name, v in jac["centroid_offset"].items()}, pixels, geometry, background)
+    out["centroids"] = fig_centroids({name: tuple(v) for name, v in jac["centroid_offset"].items()}, pixels, geometry, background,
+                                     distances=summary.get("sources", {}).get("distance"))
     if "svd" in jac:
         svd = jac["svd"]
         out["svd_spectrum"] = fig_singular_values(
@@ -703,4 +731,32 @@ def comparison_figures(runs: Mapping[str, Results], settings: Mapping[str, Seque
     spectra = {label: r.arrays["svd.singular_values"] for label, r in runs.items() if "svd.singular_values" in r.arrays}
     if spectra:
         out["singular_values"] = fig_singular_values(spectra, title="Singular values of A_y by run")
+    poles = {setting: [runs[label].summary["sources"]["distance"] for label in labels if "sources" in runs[label].summary]
+             for setting, labels in settings.items()}
+    poles = {setting: found for setting, found in poles.items() if found}
+    if poles:
+        out["poles"] = fig_poles({setting: {method: [d[method]["centre"] for d in found] for method in found[0]}
+                                  for setting, found in poles.items()})
     return out
+
+
+def fig_poles(distances: Mapping[str, Mapping[str, Sequence[float]]]) -> Figure:
+    """Diffusion or exemplar, by setting: the mean distance from the hole of the centre pixel's
+    sources for the CNN, diffusion (biharmonic) and the exemplar (``distances[setting][method]``, one
+    value per seed), each setting's mean as a marker and its seeds' range as a bar."""
+    fig, ax = _plot("Where the centre pixel's weight comes from", "mean distance of the weight from the hole (px)", "")
+    settings = list(distances)
+    markers = {"cnn": ("o", "0.15", "CNN"), "biharmonic": ("s", "C0", "diffusion (biharmonic)"), "exemplar": ("D", "C3", "exemplar")}
+    for method, (marker, colour, name) in markers.items():
+        for row, setting in enumerate(settings):
+            values = np.asarray(distances[setting].get(method, []), dtype=float)
+            if not len(values):
+                continue
+            ax.errorbar(values.mean(), row, xerr=[[values.mean() - values.min()], [values.max() - values.mean()]],
+                        marker=marker, color=colour, markersize=9, capsize=4, linestyle="none",
+                        label=name if row == 0 else "_")
+    ax.set_yticks(range(len(settings)), settings, fontsize=SMALL)
+    ax.set_ylim(len(settings) - 0.5, -0.5)
+    ax.set_xlim(left=0)
+    ax.legend(fontsize=SMALL, loc="lower right")
+    return fig

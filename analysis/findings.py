@@ -191,6 +191,36 @@ def _diffusion(results: Results) -> Measure:
     return Measure(float(gap.mean()), (gap,), np.mean)
 
 
+def _sources(results: Results) -> tuple[np.ndarray, ...] | None:
+    """Per image, the mean distance from the hole of the centre pixel's weight for the CNN, diffusion
+    and the exemplar (``[J]`` each), or None for results saved before they were measured."""
+    if "sources.distance" not in results.arrays:
+        return None
+    centre = list(results.summary["jacobian"]["pixels"]).index("centre")
+    return tuple(results.arrays["sources.distance"][:, :, centre])
+
+
+def _position(cnn: np.ndarray, diffusion: np.ndarray, exemplar: np.ndarray) -> float:
+    return float((cnn.mean() - diffusion.mean()) / (exemplar.mean() - diffusion.mean()))
+
+
+def _between_poles(results: Results) -> Measure | None:
+    sources = _sources(results)
+    if sources is None:
+        return None
+    if not sources[2].mean() > sources[1].mean():
+        return Measure(float("nan"), note="not applicable: the exemplar drew no farther from the hole than diffusion here")
+    return Measure(_position(*sources), sources, _position)
+
+
+def _beyond_diffusion(results: Results) -> Measure | None:
+    sources = _sources(results)
+    if sources is None:
+        return None
+    gap = sources[0] - sources[1]
+    return Measure(float(gap.mean()), (gap,), np.mean)
+
+
 def _linear(results: Results) -> Measure | None:
     errors = results.arrays["jacobian.linearity_error"]
     return Measure(float(errors.max()), interval=None,
@@ -229,6 +259,12 @@ CLAIMS: tuple[Claim, ...] = (
           "mean over the authors' p of phi_p(biharmonic) - phi_p(CNN) of the centre pixel, both from the hole's edge (the "
           "definition defined for both; corner and edge lie in the overlap ring, where the biharmonic operator keeps the "
           "known input pixel itself)", 0.0, True, _diffusion),
+    Claim("nearer_diffusion_than_exemplar", "The CNN draws its weight from nearer the hole than an exemplar method: it "
+          "sits nearer the diffusion pole.", "position between the poles, (D_CNN - D_diffusion) / (D_exemplar - "
+          "D_diffusion): 0 at diffusion (biharmonic), 1 at the exemplar; D = mean over images of the mean distance from "
+          "the hole of the centre output pixel's |weight| on known pixels", 0.5, False, _between_poles),
+    Claim("farther_than_diffusion", "The CNN draws its weight from farther from the hole than diffusion.",
+          "mean over images of D_CNN - D_diffusion (pixels), D as above", 0.0, True, _beyond_diffusion),
     Claim("exactly_linear", "The network is exactly linear at each analysed input: A_y y = f(y).",
           "max over analysed images of ||A_y y - f(y)|| / ||f(y)||", linearity_tolerance(), False, _linear),
 )
@@ -285,13 +321,43 @@ CROSS_RUN_CLAIMS: tuple[Claim, ...] = (
 )
 
 
-def cross_run_findings(runs: Sequence[Results]) -> list[dict]:
-    """The cross-run claims on runs of several mask sizes (none when the sizes do not differ)."""
+def across_seeds(verdicts: Sequence[str]) -> str:
+    """One verdict for a claim measured once per seed: it holds (fails) only when it holds (fails)
+    for every seed; not applicable when it is for every seed; else inconclusive."""
+    distinct = set(verdicts)
+    return distinct.pop() if len(distinct) == 1 else INCONCLUSIVE
+
+
+def _by_mask(runs: Sequence[Results]) -> dict[int, list[Results]]:
     by_mask: dict[int, list[Results]] = {}
     for results in runs:
         if "jacobian.grid_period" in results.arrays:  # results saved before the findings lack the per-image values
             by_mask.setdefault(results.summary["mask_size"], []).append(results)
-    return evaluate(CROSS_RUN_CLAIMS, by_mask)
+    return by_mask
+
+
+def cross_run_findings(runs: Sequence[Results], seeds: Sequence[str] | None = None) -> list[dict]:
+    """The cross-run claims on runs of several mask sizes (none when the sizes do not differ).
+
+    With each run's ``seeds`` and more than one seed among them, each claim is also measured on each
+    seed's runs alone (``per_seed``), and its verdict is theirs :func:`across_seeds`; the value and
+    interval stay those of all runs pooled (their verdict kept as ``pooled_verdict``)."""
+    entries = evaluate(CROSS_RUN_CLAIMS, _by_mask(runs))
+    groups: dict[str, list[Results]] = {}
+    for results, seed in zip(runs, seeds or ()):
+        groups.setdefault(seed, []).append(results)
+    if len(groups) < 2:
+        return entries
+    per_seed = {seed: {e["id"]: e for e in evaluate(CROSS_RUN_CLAIMS, _by_mask(group))} for seed, group in groups.items()}
+    for entry in entries:
+        measured = [(seed, found[entry["id"]]) for seed, found in per_seed.items() if entry["id"] in found]
+        entry["per_seed"] = [{"seed": seed, "value": e["value"], "interval": e["interval"], "verdict": e["verdict"]}
+                             for seed, e in measured]
+        entry["pooled_verdict"] = entry["verdict"]
+        entry["verdict"] = across_seeds([e["verdict"] for _, e in measured]) if measured else INCONCLUSIVE
+        entry["interval_note"] += (f"; the verdict across {len(measured)} seeds: it holds (fails) only when it holds (fails) "
+                                   "for each seed's runs alone")
+    return entries
 
 
 def table(entries: Sequence[dict]) -> str:

@@ -149,3 +149,16 @@ def boundary_distance(hole: np.ndarray | torch.Tensor) -> np.ndarray:
     """``[S, S]`` float64 Euclidean distance of every known pixel to the nearest hole pixel, 0 on the
     hole: how far from the hole's boundary a method draws its weight."""
     return distance_transform_edt(~_region(hole, "hole"))
+
+
+def source_distance(weight_maps: torch.Tensor, hole: np.ndarray | torch.Tensor, far: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """How far from the hole ``(..., S, S)`` weight maps draw their weight: the mean distance to the
+    hole (:func:`boundary_distance`) of the |weight| on known pixels (the hole's weights act on
+    zeros), and the share of that |weight| farther than ``far`` pixels. Diffusion stays within a
+    few pixels of the hole; an exemplar method copies from wherever the best patch lies.
+
+    Returns two float64 ``(...)`` tensors, NaN for a map with no weight on known pixels."""
+    distance = torch.from_numpy(boundary_distance(hole)).to(weight_maps.device)
+    weight = weight_maps.abs().to(torch.float64) * (distance > 0)
+    total = weight.sum((-2, -1))
+    return (weight * distance).sum((-2, -1)) / total, (weight * (distance > far)).sum((-2, -1)) / total

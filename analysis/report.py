@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from analysis.baselines import biharmonic_weight_maps, compare_baselines, hole_metrics
+from analysis.exemplar import exemplar_field
 from analysis.findings import findings
 from analysis.jacobian import (
     AUTHORS_P,
@@ -40,7 +41,7 @@ from analysis.jacobian import (
     spectrum_stats,
     weight_map,
 )
-from analysis.locality import named_pixels
+from analysis.locality import named_pixels, source_distance
 from analysis.locality import phi_p as region_phi_p
 from analysis.pca import projection_psnr_per_image, psnr, subspace_overlap
 from analysis.pca import summary as pca_summary
@@ -54,6 +55,7 @@ from inpaint.models.contract import Generator, as_generator
 from inpaint.pca import crop_vectors, fit_pca, to_vectors
 
 PHI_DEFINITIONS = ("code", "hole", "paper")
+SOURCE_METHODS = ("cnn", "biharmonic", "exemplar")  # the first axis of results.npz's sources.* arrays
 
 
 @dataclass
@@ -204,7 +206,7 @@ def _analyse(generator: Generator, batches: Iterable, settings: AnalysisSettings
     if settings.baselines:
         b = min(settings.baseline_images, len(originals))
         holes = centred if centred is not None else known[:b, 0] < 0.5
-        summary["baselines"] = compare_baselines(originals[:b], holes, settings.baselines)
+        summary["baselines"] = compare_baselines(originals[:b], holes, settings.baselines, settings.exemplar_patch)
         summary["baselines_images"] = b
         summary["model_on_baseline_images"] = hole_metrics(inpainted[:b], originals[:b], holes)
     lap("baselines")
@@ -321,6 +323,16 @@ def _local(
                                    for j in range(1 if same_hole else len(holes))])
     shown = slice(0, len(biharmonic_maps))
     biharmonic_phi = {d: curves(v) for d, v in _phi_all(biharmonic_maps, regions[shown], holes[shown], mask, ps).items()}
+    # the exemplar's at the same pixels: each image's own correspondence field, found on its known pixels
+    fields = [exemplar_field(images[j].cpu(), holes[j].numpy(), settings.exemplar_patch)[1] for j in range(len(images))]
+    exemplar_maps = torch.stack([field.weight_maps(located[j]).float() for j, field in enumerate(fields)])
+    exemplar_phi = {d: curves(v) for d, v in _phi_all(exemplar_maps, regions, holes, mask, ps).items()}
+    # how far from the hole each method draws its weight, per image and pixel: [method, J, 4]
+    poles = {"cnn": maps_colour, "biharmonic": biharmonic_maps.expand(len(images), -1, -1, -1), "exemplar": exemplar_maps}
+    measured = [[source_distance(poles[method][j], holes[j], settings.far) for j in range(len(images))]
+                for method in SOURCE_METHODS]
+    distance = np.array([[_array(d) for d, _ in rows] for rows in measured], dtype=np.float64)
+    far_share = np.array([[_array(f) for _, f in rows] for rows in measured], dtype=np.float64)
     # A_y y = f(y): by forward mode over the predicted pixels, and with the reverse-mode rows at the
     # named pixels; for the biased model the same numbers measure its net bias f(y) - A_y y.
     results.summary["homogeneity" if generator.bias_free else "net_bias"] = {
@@ -361,6 +373,19 @@ def _local(
         {name: {key: float(np.mean([g[k][key] for g in grids])) for key in grids[0][k]} for k, name in enumerate(names)},
     }
     results.summary["biharmonic_phi_p"] = biharmonic_phi
+    results.summary["exemplar_phi_p"] = exemplar_phi
+    results.summary["exemplar_patch"] = fields[0].patch
+    results.summary["sources"] = {
+        "methods": list(SOURCE_METHODS),
+        "far": settings.far,
+        "distance": {method: dict(zip(names, distance[k].mean(0).tolist())) for k, method in enumerate(SOURCE_METHODS)},
+        "far_share": {method: dict(zip(names, far_share[k].mean(0).tolist())) for k, method in enumerate(SOURCE_METHODS)},
+        "note": "distance: mean distance (pixels) to the nearest hole pixel of the |weight| an output pixel puts on "
+        "known pixels (the hole's weights act on zeros); far_share: the share of that |weight| farther than `far`; "
+        "for the CNN's colour weight maps, the biharmonic operator's and the exemplar's rows at the same pixels, "
+        "averaged over the analysed images (each image's in results.npz: sources.distance, sources.far_share, "
+        "[method, image, pixel])",
+    }
     results.arrays |= {
         "jacobian.background": _array(generator.to_image(masked[0]).float()),
         "jacobian.known": _array(known[0, 0]).astype(np.uint8),
@@ -370,6 +395,9 @@ def _local(
         "jacobian.weight_maps_colour": _array(maps_colour[0]),
         **{f"jacobian.phi_p_{d}": _array(values) for d, values in per_image.items()},
         "biharmonic.weight_maps": _array(biharmonic_maps[0]),
+        "exemplar.weight_maps": _array(exemplar_maps[0]),
+        "sources.distance": distance,
+        "sources.far_share": far_share,
         "jacobian.centroid_offsets": np.array(centroids, dtype=np.float64),  # [J, 4, (rows, cols)]
         "jacobian.grid_prominence": np.array([[f for f, _ in row] for row in strongest], dtype=np.float64),  # [J, 4]
         "jacobian.grid_period": np.array([[p for _, p in row] for row in strongest], dtype=np.float64),  # [J, 4]

@@ -14,13 +14,15 @@ figures can be redrawn and runs compared without the model or the data. The arra
   ``jacobian.weight_maps_channel0``, ``jacobian.weight_maps_colour``: ``[4, S, S]`` its weight maps
   of the named pixels in ``summary["jacobian"]["pixels"]`` order (F10); ``jacobian.phi_p_code``,
   ``_hole``, ``_paper``: ``[J, 4, P]`` phi_p per analysed image (the summary holds their mean);
-  ``biharmonic.weight_maps``: ``[4, S, S]``.
+  ``biharmonic.weight_maps``, ``exemplar.weight_maps``: ``[4, S, S]``, the poles' maps at the same pixels.
 - behind the findings' intervals, per holdout image ``[N]``: ``pca.energy_*``, ``pca.deviation_*``
   (squared norm, and distance from its set's mean), ``pca.energy_captured_10``,
   ``pca.reconstruction_psnr``; ``pca.projection_psnr`` ``[K, N]`` at ``pca.psnr_ks`` ``[K]``;
   ``pca.subspace_overlap_bootstrap`` ``[B, k]`` (both PCAs refitted on B resamples). Per analysed
   image: ``jacobian.centroid_offsets`` ``[J, 4, 2]``, ``jacobian.grid_prominence`` and
-  ``jacobian.grid_period`` ``[J, 4]``, ``jacobian.linearity_error`` ``[J]``.
+  ``jacobian.grid_period`` ``[J, 4]``, ``jacobian.linearity_error`` ``[J]``; ``sources.distance`` and
+  ``sources.far_share`` ``[3, J, 4]``: how far from the hole the CNN, diffusion and the exemplar
+  (``summary["sources"]["methods"]``) draw each named pixel's weight.
 - ``svd.singular_values`` ``[r]``; ``svd.output_vectors`` ``[v, 3, m, m]``, ``svd.input_vectors``
   ``[v, 3, S, S]``, ``svd.top`` ``[v]``: the top singular triplets (when ``analysis.svd``).
 """

@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields
 from inpaint.errors import InpaintError
 
 # the classical fills analysis.baselines implements (its BASELINES, by name)
-BASELINE_METHODS = ("mean", "telea", "ns", "biharmonic")
+BASELINE_METHODS = ("mean", "telea", "ns", "biharmonic", "exemplar", "shiftmap")
 
 
 @dataclass
@@ -23,7 +23,8 @@ class AnalysisSettings:
         energy_ks: numbers of components for energy captured (F6) and projection PSNR.
         projection_ks: numbers of components shown projected in F5.
         examples: images shown in F1 and F5.
-        baselines: classical methods run on the same holdout images and hole.
+        baselines: classical methods run on the same holdout images and hole: diffusion (telea, ns,
+            biharmonic), exemplar (patch-based, analysis/exemplar.py; shiftmap, OpenCV's), the mean.
         baseline_images: how many holdout images the baselines run on (biharmonic costs ~30 ms each).
         jacobian_images: images whose named-pixel Jacobian rows, phi_p, centroids and grid are
             measured (averaged, and kept per image for the findings' intervals), and whose
@@ -35,6 +36,9 @@ class AnalysisSettings:
             the free memory, else its top ``svd_values`` singular values matrix-free (Lanczos), with
             their residuals.
         svd_dense_rows, svd_values: see ``svd``; 12,288 rows is a 64 x 64 hole (2.4 GB in float32).
+        exemplar_patch: the exemplar fill's patch side in pixels (at most the image's).
+        far: pixels from the hole beyond which a weight counts as drawn from far (the share of each
+            method's weight beyond it is reported beside the mean distance of its sources).
         ps: the p of the phi_p curves (the authors' p are always added).
         pca_resamples: bootstrap resamples of the holdout crops on which both PCAs are fitted again,
             for the interval of the eigenvector similarity (0: none); each costs two PCA fits
@@ -48,12 +52,14 @@ class AnalysisSettings:
     energy_ks: tuple[int, ...] = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000)
     projection_ks: tuple[int, ...] = (25, 50, 100, 250, 500)
     examples: int = 5
-    baselines: tuple[str, ...] = ("mean", "telea", "ns", "biharmonic")
+    baselines: tuple[str, ...] = ("mean", "telea", "ns", "biharmonic", "exemplar")
     baseline_images: int = 200
     jacobian_images: int = 16
     svd: bool = True
     svd_dense_rows: int = 12288
     svd_values: int = 64
+    exemplar_patch: int = 7
+    far: float = 8.0
     ps: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(21))
     pca_resamples: int = 20
     resamples: int = 2000
@@ -66,7 +72,7 @@ class AnalysisSettings:
             return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
         for name, least in (("examples", 1), ("baseline_images", 1), ("jacobian_images", 1), ("pca_resamples", 0),
-                            ("resamples", 10), ("seed", 0),
+                            ("resamples", 10), ("seed", 0), ("exemplar_patch", 1),
                             ("svd_dense_rows", 0), ("svd_values", 1)):
             if not whole(getattr(self, name), least):
                 raise InpaintError(f"analysis.{name} must be an integer >= {least}, not {getattr(self, name)!r}.")
@@ -86,14 +92,26 @@ class AnalysisSettings:
             isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p <= 1 for p in self.ps
         ):
             raise InpaintError(f"analysis.ps must be a list of numbers in [0, 1] (fractions of the margin), not {self.ps!r}.")
+        if isinstance(self.far, bool) or not isinstance(self.far, (int, float)) or not self.far > 0:
+            raise InpaintError(f"analysis.far must be a positive number of pixels, not {self.far!r}.")
         self.energy_ks, self.projection_ks = tuple(self.energy_ks), tuple(self.projection_ks)
         self.baselines, self.ps = tuple(self.baselines), tuple(float(p) for p in self.ps)
 
     @classmethod
-    def from_config(cls, settings: Mapping | None) -> AnalysisSettings:
-        """From the ``analysis`` config group (a plain mapping), naming any key that is not a setting."""
+    def from_config(cls, settings: Mapping | None, image_size: int | None = None) -> AnalysisSettings:
+        """From the ``analysis`` config group (a plain mapping), naming any key that is not a setting;
+        with ``image_size``, also refusing settings that do not fit images of that size."""
         settings = dict(settings or {})
         unknown = sorted(set(settings) - {f.name for f in fields(cls)})
         if unknown:
             raise InpaintError(f"unknown analysis setting(s) {unknown}: the settings are {[f.name for f in fields(cls)]} (conf/analysis/default.yaml).")
-        return cls(**settings)
+        out = cls(**settings)
+        if image_size is not None:
+            out.check_image_size(image_size)
+        return out
+
+    def check_image_size(self, image_size: int) -> None:
+        """Refuse settings that do not fit images of ``image_size`` pixels a side."""
+        if self.exemplar_patch > image_size:
+            raise InpaintError(f"analysis.exemplar_patch={self.exemplar_patch} does not fit {image_size}px images: "
+                               f"choose at most {image_size} (7 is the default).")

@@ -73,7 +73,11 @@ def assert_compares_both_masks(comparison: Path, analyses: list[Path]) -> None:
         assert float(row["projection_gain_best"]) == pytest.approx(max(gains.values()))
         assert gains[row["projection_gain_best_k"]] == max(gains.values())
         assert [row[f"finding_{f['id']}"] for f in summary["findings"]] == [f["verdict"] for f in summary["findings"]]
-    for name in ("F9_phi_by_mask", "F1_inpainting", "phi_p", "energy_captured", "singular_values"):
+        distance = {method: d["centre"] for method, d in summary["sources"]["distance"].items()}
+        assert float(row["source_distance_exemplar"]) == distance["exemplar"]
+        assert float(row["between_poles"]) == pytest.approx(
+            (distance["cnn"] - distance["biharmonic"]) / (distance["exemplar"] - distance["biharmonic"]))
+    for name in ("F9_phi_by_mask", "F1_inpainting", "phi_p", "energy_captured", "singular_values", "poles"):
         assert (comparison / f"{name}.png").stat().st_size > 5000, name
     assert len(read_csv(comparison / "settings.csv")) == 2
 
@@ -180,7 +184,15 @@ def test_seeds_of_one_setting_are_grouped_with_their_spread(runs, tmp_path):
     psnr = json.loads((runs[0] / "analysis" / "summary.json").read_text())["metrics"]["psnr"]
     assert float(rows["mask=center64"]["psnr_mean"]) == psnr and float(rows["mask=center64"]["psnr_std"]) == 0.0  # one run, twice
     assert rows["mask=center16"]["runs"] == "1" and rows["mask=center16"]["psnr_std"] == ""  # no spread from one run
+    assert rows["mask=center64"]["seeds"] == "0 1" and rows["mask=center64"]["psnr_min"] == rows["mask=center64"]["psnr_max"]
+    verdicts = {f["id"]: f["verdict"] for f in json.loads((runs[0] / "analysis" / "summary.json").read_text())["findings"]}
+    assert {key: rows["mask=center64"][f"finding_{key}"] for key in verdicts} == verdicts  # the same verdict twice: kept
     assert len(read_csv(tmp_path / "comparison" / "runs.csv")) == 3
+    # the cross-run claims on each seed's runs: only seed 0 has both masks, so its verdict is the verdict
+    cross = {f["id"]: f for f in json.loads((tmp_path / "comparison" / "findings.json").read_text())}
+    assert [e["seed"] for e in cross["smaller_mask_more_local"]["per_seed"]] == ["0"]
+    assert cross["smaller_mask_more_local"]["verdict"] == cross["smaller_mask_more_local"]["per_seed"][0]["verdict"]
+    assert (tmp_path / "comparison" / "poles.png").stat().st_size > 5000
 
 
 def test_the_authors_holdout_on_a_run_trained_without_it_warns(tmp_path, caplog):

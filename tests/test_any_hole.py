@@ -166,7 +166,7 @@ def test_a_network_defined_here_meets_the_contract_and_every_analysis_runs_on_it
 
 def test_training_holes_follow_their_keys_and_the_holdouts_are_the_same_in_every_run():
     spec = {"kind": "freeform", "size": None, "overlap": None, "area": [0.1, 0.5]}
-    runs = [FacesDataModule(train_size=16, val_size=4, holdout_size=4, seed=0, batch_size=4, mask=spec, mask_seed=seed)
+    runs = [FacesDataModule(train_size=16, val_size=4, holdout_size=4, seed=0, batch_size=4, mask=spec, train_seed=seed)
             for seed in (0, 1)]
     holdouts = [torch.stack([run.served("holdout")[i][1] for i in range(4)]) for run in runs]
     assert torch.equal(holdouts[0], holdouts[1])  # another run seed: the same holdout holes

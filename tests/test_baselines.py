@@ -165,8 +165,10 @@ def test_hole_metrics_match_direct_computation():
 def test_compare_baselines_ranks_smooth_fills():
     images = smooth_images(2)
     results = compare_baselines(images, MASK)
-    assert list(results) == ["mean", "telea", "ns", "biharmonic"]
+    assert list(results) == ["mean", "telea", "ns", "biharmonic", "exemplar"]
     assert results["biharmonic"]["psnr"] > 100 > results["ns"]["psnr"] > results["mean"]["psnr"]
     assert results["ns"]["ssim"] > results["mean"]["ssim"]
+    # copies of known patches cannot continue a smooth gradient as diffusion does
+    assert results["exemplar"]["psnr"] < results["biharmonic"]["psnr"]
     with pytest.raises(InpaintError, match="unknown baselines"):
-        compare_baselines(images, MASK, ["exemplar"])
+        compare_baselines(images, MASK, ["criminisi"])

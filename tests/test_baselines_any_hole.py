@@ -178,7 +178,7 @@ def test_compare_baselines_on_per_image_holes():
     ramp = torch.linspace(0.2, 0.8, S)
     images = torch.stack([ramp.view(1, -1).expand(S, S), ramp.view(-1, 1).expand(S, S), torch.full((S, S), 0.5)])
     results = compare_baselines(images.expand(3, 3, S, S).clone(), HOLES)
-    assert list(results) == ["mean", "telea", "ns", "biharmonic"]
+    assert list(results) == ["mean", "telea", "ns", "biharmonic", "exemplar"]
     # the bi-Laplacian of a linear image is zero: the biharmonic fill is the ramp itself
     assert results["biharmonic"]["psnr"] > 100 > results["ns"]["psnr"] > results["mean"]["psnr"]
     assert results["ns"]["ssim"] > results["mean"]["ssim"]

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from seeded_run import as_bytes, first_epoch, first_weights, seeded_run, served
 
 from inpaint.data.faces import FacesDataModule, FacesDataset, render_face
 from inpaint.errors import InpaintError
@@ -191,3 +192,50 @@ def test_loader_settings_follow_the_trainer_device() -> None:
     fixed = FacesDataModule(train_size=8, num_workers=3, pin_memory=False)
     fixed.trainer = gpu_trainer
     assert fixed.loader_settings() == (3, False)
+
+
+# ---------------------------------------------------------------------------------------------
+# seed (the run: model, order, holes) and data.seed (the faces), composed as train.py composes them
+
+
+def test_the_run_seed_changes_the_model_and_training_order_but_not_a_single_face() -> None:
+    runs = {}
+    for name, seed in (("a", 0), ("again", 0), ("b", 1)):
+        cfg, dm, model = seeded_run("experiment=smoke", f"seed={seed}")
+        runs[name] = {"cfg": cfg, "epoch": first_epoch(dm)[0], "weights": first_weights(model),
+                      "holdout": served(dm, "holdout")[0], "val": served(dm, "val")[0], "train": dm.split("train")}
+    a, again, b = runs["a"], runs["again"], runs["b"]
+    assert a["cfg"].data.seed == b["cfg"].data.seed == 0
+    assert [len(a[split]) for split in ("holdout", "val", "train")] == [16, 16, 64]
+    for split in ("holdout", "val", "train"):  # the same faces, image for image
+        assert torch.equal(a[split], b[split]), split
+    assert not torch.equal(a["holdout"], a["val"])  # (the comparison can tell splits apart)
+    # the run seed: the same order and initialisation again; another seed, another order of the same 64 faces
+    assert torch.equal(a["epoch"], again["epoch"]) and torch.equal(a["weights"], again["weights"])
+    assert sorted(as_bytes(a["epoch"])) == sorted(as_bytes(b["epoch"])) == sorted(as_bytes(a["train"]))
+    assert sum(torch.equal(x, y) for x, y in zip(a["epoch"], b["epoch"])) < 8  # 64 places: a few may agree by chance
+    assert not torch.equal(a["weights"], b["weights"])
+
+
+def test_the_run_seed_draws_the_training_holes_and_leaves_the_holdout_holes_and_faces_alone() -> None:
+    runs = [seeded_run("experiment=smoke", "model=unet", "mask=freeform", f"seed={seed}") for seed in (0, 1)]
+    epochs = [first_epoch(dm) for _, dm, _ in runs]
+    holdouts = [served(dm, "holdout") for _, dm, _ in runs]
+    assert torch.equal(holdouts[0][0], holdouts[1][0]) and torch.equal(holdouts[0][1], holdouts[1][1])
+    assert holdouts[0][1].float().mean() < 0.95  # there are holes to compare
+    assert sorted(as_bytes(epochs[0][0])) == sorted(as_bytes(epochs[1][0]))  # the same training faces
+    assert not torch.equal(epochs[0][0], epochs[1][0])  # in another order (EpochSampler's, from the run seed)
+    first = {as_bytes(image[None])[0]: known for image, known in zip(*epochs[0])}
+    assert not any(torch.equal(first[as_bytes(image[None])[0]], known) for image, known in zip(*epochs[1]))  # other holes
+
+
+def test_the_data_seed_changes_every_face_and_nothing_of_the_run() -> None:
+    _, dm, model = seeded_run("experiment=smoke", "seed=0")
+    default = {"holdout": served(dm, "holdout")[0], "weights": first_weights(model), "val": served(dm, "val")[0]}
+    cfg, other_dm, other_model = seeded_run("experiment=smoke", "seed=0", "data.seed=3")
+    assert cfg.data.seed == 3 and cfg.seed == 0
+    other = {"holdout": served(other_dm, "holdout")[0], "val": served(other_dm, "val")[0]}
+    for split in ("holdout", "val"):
+        assert not set(as_bytes(default[split])) & set(as_bytes(other[split])), split  # not one face in common
+    assert torch.equal(other["holdout"], torch.stack([FacesDataset(16, seed=3 * 3 + 2)[i] for i in range(16)]))
+    assert torch.equal(default["weights"], first_weights(other_model))  # the model is the run seed's

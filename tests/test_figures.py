@@ -145,27 +145,29 @@ def test_projection_psnr_has_the_reconstruction_line():
 
 
 @pytest.mark.parametrize("reference", [False, True])
-@pytest.mark.parametrize("baseline", [False, True])
-def test_phi_curves_lines_markers_and_styles(reference, baseline):
+@pytest.mark.parametrize("methods", [(), ("biharmonic",), ("biharmonic", "exemplar")])
+def test_phi_curves_lines_markers_and_styles(reference, methods):
     curves = {name: PS ** (i + 1) for i, name in enumerate(("corner", "edge", "centre"))}
     fig = titled(F.fig_phi_curves(
         torch.from_numpy(PS), curves, "phi_p, 64x64 (code)",
         reference=F.AUTHORS_PHI[64] if reference else None,
-        baseline={name: c**0.5 for name, c in curves.items()} if baseline else None,
+        baselines={method: {name: c ** (0.5 + k) for name, c in curves.items()} for k, method in enumerate(methods)} or None,
     ))
     ax = plot_axes(fig)
-    assert len(ax.lines) == len(curves) * (1 + reference + baseline)
+    assert len(ax.lines) == len(curves) * (1 + reference + len(methods))
     markers = [line for line in ax.lines if line.get_linestyle() == "None"]
     assert len(markers) == (3 if reference else 0)
     assert all(len(line.get_xdata()) == 4 for line in markers)
     dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
-    assert len(dashed) == (3 if baseline else 0)
+    dotted = [line for line in ax.lines if line.get_linestyle() == ":"]
+    assert len(dashed) == 3 * ("biharmonic" in methods) and len(dotted) == 3 * ("exemplar" in methods)
     colours = {line.get_label(): line.get_color() for line in ax.lines if not line.get_label().startswith("_")}
-    for line in markers + dashed:  # the same colour as the pixel's own curve
+    for line in markers + dashed + dotted:  # the same colour as the pixel's own curve
         assert line.get_color() in colours.values()
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels[:3] == list(curves)
-    assert ("authors, CelebA" in labels) == reference and ("biharmonic" in labels) == baseline
+    assert ("authors, CelebA" in labels) == reference
+    assert [label for label in labels if label in F.BASELINE_STYLES] == list(methods)
 
 
 def test_phi_curves_reference_only_for_the_drawn_pixels():
@@ -250,7 +252,18 @@ def test_centroids_one_arrow_per_pixel(background):
     arrow = ax.texts[1]
     assert arrow.xy == (MASK.start + 8, MASK.start + 8 + 6.5) and arrow.xyann == (MASK.start + 8, MASK.start + 8)
     assert bool(ax.images) == background
-    assert "centre: +6.5, +0.0" in [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "centre: +6.5, +0.0" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_centroids_set_the_source_distances_beside_the_poles():
+    offsets = {"corner": (-1.0, -1.0), "centre": (6.5, 0.0), "edge": (0.0, 3.0)}
+    distances = {"cnn": {"corner": 2.0, "centre": 5.0, "edge": 3.0}, "biharmonic": {"corner": 1.0, "centre": 1.5, "edge": 1.2},
+                 "exemplar": {"corner": 9.0, "centre": 20.0, "edge": 11.0}}
+    fig = titled(F.fig_centroids(offsets, PIXELS, MASK, distances=distances))
+    _, bars = fig.axes
+    heights = [[patch.get_height() for patch in container] for container in bars.containers]
+    assert heights == [[distances[m][name] for name in offsets] for m in distances]  # per method, pixels in order
+    assert [t.get_text() for t in bars.get_legend().get_texts()] == ["CNN", "biharmonic", "exemplar"]
 
 
 def test_crop_vectors_must_fit_the_mask():

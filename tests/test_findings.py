@@ -28,6 +28,8 @@ def constructed(phi: dict[str, float], noise: float = 0.0, images: int = 16, mas
         "pca.deviation_originals": np.ones(n), "pca.deviation_reconstructions": np.full(n, 0.5),
         "pca.energy_captured_10": np.full(n, 0.95), "pca.reconstruction_psnr": np.full(n, 20.0),
         "pca.projection_psnr": np.full((2, n), 20.5), "pca.subspace_overlap_bootstrap": np.full((20, 10), 0.9),
+        # the mean distance from the hole of each pixel's weight, [CNN, diffusion, exemplar] x images x pixels
+        "sources.distance": np.stack([np.full((images, 4), d) for d in (3.0, 1.5, 10.0)]) + 0.1 * rng.standard_normal((3, images, 4)),
     }
     summary = {"mask_size": mask, "jacobian": {"pixels": PIXELS, "p": P},
                "pca": {"abs_cosine": [0.95] * 10, "subspace_overlap": [0.9] * 10},
@@ -158,6 +160,42 @@ def test_verdicts_and_the_bootstrap_seed():
     assert F.bootstrap([values], np.mean, 300, seed=7) != F.bootstrap([values], np.mean, 300, seed=8)
     low, high = F.bootstrap([values], np.mean, 2000)
     assert low < values.mean() < high and high - low == pytest.approx(2 * 1.96 * values.std() / np.sqrt(50), rel=0.25)
+
+
+@pytest.mark.parametrize("cnn, verdict", [(2.0, F.HOLDS), (9.0, F.FAILS), (5.75, F.INCONCLUSIVE)])
+def test_the_cnn_between_diffusion_and_the_exemplar(cnn, verdict):
+    """Diffusion's sources 1.5 px from the hole, the exemplar's 10: halfway is 5.75."""
+    rng = np.random.default_rng(0)
+    distance = np.stack([np.full((16, 4), d) for d in (cnn, 1.5, 10.0)]) + 0.5 * rng.standard_normal((3, 16, 4))
+    found = by_id(constructed({}, **{"sources.distance": distance}))
+    position = found["nearer_diffusion_than_exemplar"]
+    centre = distance[:, :, 2].mean(1)
+    assert position["value"] == pytest.approx((centre[0] - centre[1]) / (centre[2] - centre[1]))
+    assert position["verdict"] == verdict
+    assert found["farther_than_diffusion"]["verdict"] == F.HOLDS and found["farther_than_diffusion"]["value"] == pytest.approx(
+        centre[0] - centre[1])
+
+
+def test_no_position_when_the_exemplar_draws_no_farther_than_diffusion():
+    distance = np.stack([np.full((16, 4), d) for d in (3.0, 2.0, 2.0)])
+    found = by_id(constructed({}, **{"sources.distance": distance}))
+    assert found["nearer_diffusion_than_exemplar"]["verdict"] == F.NOT_APPLICABLE
+    assert "exemplar drew no farther" in found["nearer_diffusion_than_exemplar"]["interval_note"]
+
+
+def test_a_cross_run_verdict_holds_only_where_it_holds_for_every_seed():
+    def pair(gap: float, seed: int) -> list:
+        return [constructed({"centre": 0.6 + gap}, noise=0.02, mask=16, seed=seed), constructed({"centre": 0.6}, noise=0.02, mask=64, seed=seed + 1)]
+
+    runs = pair(0.3, 0) + pair(0.3, 2)
+    found = {e["id"]: e for e in F.cross_run_findings(runs, ["0", "0", "1", "1"])}["smaller_mask_more_local"]
+    assert found["verdict"] == found["pooled_verdict"] == F.HOLDS
+    assert [(e["seed"], e["verdict"]) for e in found["per_seed"]] == [("0", F.HOLDS), ("1", F.HOLDS)]
+    runs = pair(0.3, 0) + pair(-0.1, 2)  # the second seed's 16 mask is the less local: pooled it still holds
+    found = {e["id"]: e for e in F.cross_run_findings(runs, ["0", "0", "1", "1"])}["smaller_mask_more_local"]
+    assert found["pooled_verdict"] == F.HOLDS and found["verdict"] == F.INCONCLUSIVE
+    assert [e["verdict"] for e in found["per_seed"]] == [F.HOLDS, F.FAILS]
+    assert "per_seed" not in F.cross_run_findings(runs)[0]  # without seeds: pooled, as before
 
 
 def test_cross_run_claims_need_both_masks():

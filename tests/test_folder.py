@@ -17,6 +17,7 @@ import torch
 from folder_tree import write_photographs
 from hydra import compose, initialize_config_dir
 from PIL import Image, ImageDraw
+from seeded_run import as_bytes, first_epoch, seeded_run, served
 
 from inpaint.data import cache, folder
 from inpaint.data.folder import FolderDataModule, read_image
@@ -243,7 +244,7 @@ def test_a_missing_val_folder_is_carved_from_train_and_split_names_can_be_overri
 def test_training_crops_are_new_every_epoch_and_the_same_for_the_same_seed_and_epoch(tmp_path: Path) -> None:
     for i in range(6):
         noise(tmp_path / "data" / f"{i}.png", size=(200 + 10 * i, 150), seed=i)
-    dm, again, reseeded = (FolderDataModule(str(tmp_path / "data"), seed=seed, **SMALL) for seed in (0, 0, 1))
+    dm, again, reseeded = (FolderDataModule(str(tmp_path / "data"), train_seed=seed, **SMALL) for seed in (0, 0, 1))
     train = dm.split("train")
     assert train.by_epoch and len(train) == 4
     epoch0 = [train[(0, i)] for i in range(4)]
@@ -265,6 +266,34 @@ def test_training_crops_are_new_every_epoch_and_the_same_for_the_same_seed_and_e
     first = torch.cat(list(loader))
     loader.sampler.set_epoch(1)
     assert first.shape == (4, 3, 128, 128) and not torch.equal(first, torch.cat(list(loader)))
+
+
+def test_the_run_seed_draws_the_training_crops_and_no_seed_touches_val_and_holdout(tmp_path: Path) -> None:
+    """Composed as train.py composes them: the run's seed draws the training crops (and their order);
+    val and holdout are the centre crops of the hash-carved images, whatever the seed. There is no
+    data seed to set (the split needs none): data.seed is refused, and the key earlier runs' configs
+    carry (their seed, then the crops') is accepted and changes nothing."""
+    write_photographs(tmp_path / "photos", 48)
+    common = ("experiment=smoke", "data=folder", f"data.root={tmp_path / 'photos'}", "data.cache_dir=null")
+    runs = {name: seeded_run(*common, *extra) for name, extra in
+            (("a", ["seed=0"]), ("again", ["seed=0"]), ("b", ["seed=1"]), ("old", ["seed=0", "+data.seed=5"]))}
+    epochs = {name: first_epoch(dm)[0] for name, (_, dm, _) in runs.items()}  # the crops drawn first
+    dm = runs["a"][1]
+    assert torch.equal(epochs["a"], epochs["again"]) and len(epochs["a"]) == 16
+    assert not set(as_bytes(epochs["a"])) & set(as_bytes(epochs["b"]))  # other crops
+    assert torch.equal(epochs["a"], epochs["old"])
+    for split in ("holdout", "val"):
+        centres = []
+        for path in dm.files[split]:
+            image = read_image(path, 143)
+            top, left = (image.shape[1] - 128) // 2, (image.shape[2] - 128) // 2
+            centres.append(torch.from_numpy(image[:, top:top + 128, left:left + 128].copy()))
+        assert len(centres) == 16
+        for name, (_, run, _) in runs.items():
+            assert run.files[split] == dm.files[split], (split, name)
+            assert torch.equal(served(run, split)[0], torch.stack(centres)), (split, name)
+    with pytest.raises(Exception, match="data.seed"):
+        seeded_run(*common, "data.seed=3")
 
 
 def test_the_cache_is_built_once_reused_and_rebuilt_when_a_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

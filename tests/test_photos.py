@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from seeded_run import as_bytes, first_epoch, first_weights, seeded_run, served
 
 from inpaint.data.datamodule import EpochSampler
 from inpaint.data.photos import PhotoPatches, PhotosDataModule, load_photos, split_photos
@@ -121,3 +122,30 @@ def test_train_loader_draws_by_epoch_and_val_and_holdout_stay_fixed() -> None:
     # the PCA basis is fitted on epoch 0's patches, unflipped: the same set as the first epoch trains on
     fitted = torch.cat(list(dm.pca_loader()))
     assert sorted(p.numpy().tobytes() for p in fitted) == sorted(p.numpy().tobytes() for p in first)
+
+
+# seed (the run: which training patches, their order, the model) and data.seed (the val and holdout
+# patches), composed as train.py composes them
+SMOKE = ("experiment=smoke", "data=photos")  # 64 training patches an epoch, 16 val, 16 holdout
+
+
+def test_the_run_seed_draws_the_training_patches_and_leaves_val_and_holdout_alone() -> None:
+    runs = [seeded_run(*SMOKE, f"seed={seed}") for seed in (0, 1, 0)]
+    epochs = [first_epoch(dm)[0] for _, dm, _ in runs]
+    for split in ("holdout", "val"):
+        images = [served(dm, split)[0] for _, dm, _ in runs]
+        assert len(images[0]) == 16 and torch.equal(images[0], images[1]), split
+    photos = load_photos()
+    fixed = PhotoPatches([photos[name] for name in split_photos("holdout")], length=16, seed=0)
+    assert torch.equal(served(runs[1][1], "holdout")[0], torch.stack([fixed[i] for i in range(16)]))  # data.seed 0's
+    assert torch.equal(epochs[0], epochs[2])  # the same run seed: the same training patches, in the same order
+    assert not set(as_bytes(epochs[0])) & set(as_bytes(epochs[1]))  # another: other patches
+    assert not torch.equal(first_weights(runs[0][2]), first_weights(runs[1][2]))
+
+
+def test_the_data_seed_changes_val_and_holdout_and_not_the_training_patches() -> None:
+    (_, dm, _), (cfg, other, _) = seeded_run(*SMOKE, "seed=0"), seeded_run(*SMOKE, "seed=0", "data.seed=3")
+    assert cfg.data.seed == 3
+    for split in ("holdout", "val"):
+        assert not set(as_bytes(served(dm, split)[0])) & set(as_bytes(served(other, split)[0])), split
+    assert torch.equal(first_epoch(dm)[0], first_epoch(other)[0])

@@ -42,9 +42,10 @@ def test_every_figure_and_a_json_summary(analysis, tmp_path):
     written = save_all(run_figures(analysis), tmp_path)
     assert {p.stem for p in written} == FIGURES and all(p.stat().st_size > 5000 for p in written)
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert {"mask_size", "holdout_images", "metrics", "baselines", "pca", "jacobian", "biharmonic_phi_p", "findings"} <= set(summary)
+    assert {"mask_size", "holdout_images", "metrics", "baselines", "pca", "jacobian", "biharmonic_phi_p", "exemplar_phi_p",
+            "sources", "findings"} <= set(summary)
     assert summary["holdout_images"] == 24 and summary["mask_size"] == 16
-    assert set(summary["baselines"]) == {"mean", "telea", "ns", "biharmonic"}
+    assert set(summary["baselines"]) == {"mean", "telea", "ns", "biharmonic", "exemplar"}
     assert {"eigenvalues", "abs_cosine", "energy_captured", "total_energy"} <= set(summary["pca"])
     phases = ["holdout_pass", "baselines", "pca", "jacobian_rows", "jacobian_factors", "svd", "findings"]
     assert list(summary["seconds"]) == phases
@@ -90,6 +91,35 @@ def test_biharmonic_is_local(analysis):
     # reduction, whose orders differ with the CPU's kernels; each float64 sum of n = 128 * 128 terms
     # is within n * eps of the exact one (the worst case for recursive summation of positive terms)
     assert abs(phi[p.index(0.1)] - 1.0) <= 128 * 128 * torch.finfo(torch.float64).eps
+
+
+def test_the_cnn_is_placed_between_diffusion_and_the_exemplar(analysis):
+    """Every method's sources measured at the same pixels of the same images; the CNN's weight maps
+    in F10 beside diffusion's and the exemplar's."""
+    summary, arrays = analysis.summary, analysis.arrays
+    sources = summary["sources"]
+    assert sources["methods"] == ["cnn", "biharmonic", "exemplar"]
+    assert arrays["sources.distance"].shape == arrays["sources.far_share"].shape == (3, 2, 4)
+    centre = list(summary["jacobian"]["pixels"]).index("centre")
+    cnn, diffusion, exemplar = arrays["sources.distance"][:, :, centre].mean(1)
+    assert sources["distance"]["exemplar"]["centre"] == exemplar
+    # the biharmonic stencil reaches 2 pixels from the hole; the exemplar copies whole known patches
+    # (7 x 7: at least 4 pixels deep) and the 16 mask's centre pixel lies 8 from the hole's edge
+    assert 1 <= diffusion <= 2 and exemplar >= 4
+    assert np.isfinite(cnn) and summary["sources"]["far_share"]["biharmonic"]["centre"] == 0
+    # the exemplar's rows sum to 1 (a mean of copies), at every analysed pixel of the hole
+    maps = arrays["exemplar.weight_maps"]
+    assert np.allclose(maps.reshape(4, -1).sum(1), 1.0) and (maps >= 0).all()
+    assert set(summary["exemplar_phi_p"]) == {"code", "hole", "paper"}
+    entries = {e["id"]: e for e in summary["findings"]}
+    position = entries["nearer_diffusion_than_exemplar"]
+    assert position["value"] == pytest.approx((cnn - diffusion) / (exemplar - diffusion))
+    assert position["interval"][0] <= position["value"] <= position["interval"][1]
+    assert entries["farther_than_diffusion"]["value"] == pytest.approx(cnn - diffusion)
+    figures = run_figures(analysis)
+    rows = [ax.get_ylabel() for ax in figures["F10_weight_maps"].axes if ax.get_ylabel() not in ("", "|weight|")]
+    assert rows == ["CE 16x16", "biharmonic", "exemplar"]
+    assert len(figures["centroids"].axes) == 2
 
 
 def test_results_load_back_exactly_and_hold_what_the_figures_need(analysis, tmp_path):

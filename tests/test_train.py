@@ -192,3 +192,13 @@ def test_the_pca_ablation_sweeps_every_preset_at_faces_papers_length():
     weights = {m["pca_weight"] for m in models if not m["pca_head"]}
     assert 0 in weights and len(weights) >= 3
     assert len({m["pca_components"] for m in models if m["pca_head"]}) >= 2
+
+
+@pytest.mark.parametrize("experiment, data", [("demo", "faces"), ("smoke", "faces"), ("faces_paper", "faces"),
+                                              ("pca_ablation", "faces"), ("architectures", "faces"), ("demo", "photos")])
+def test_the_run_seed_never_sets_the_data_seed(experiment, data):
+    """data.seed (the built-in images) is its own setting: 0 whatever the run's seed, in every
+    experiment; set on the command line, it is what was typed."""
+    for overrides, data_seed in (([], 0), (["seed=7"], 0), (["seed=7", "data.seed=3"], 3), (["data.seed=2"], 2)):
+        cfg = composed(f"experiment={experiment}", f"data={data}", *overrides)
+        assert (cfg.data.seed, cfg.seed) == (data_seed, 7 if "seed=7" in overrides else 0), overrides

@@ -5,9 +5,15 @@ pipes and host-to-device copies. Conversion to float in [0, 1] and the random ho
 happen on the device, batched, in :meth:`ImageDataModule.on_after_batch_transfer`. The centred
 square needs nothing from the data (the LightningModule applies it). Random holes (``mask`` of kind
 random_block or freeform) are drawn per item by :class:`Holed`, in the loader's workers, and batches
-become ``(images, known)`` pairs: a training item's hole is a pure function of (mask seed, epoch,
+become ``(images, known)`` pairs: a training item's hole is a pure function of (train seed, epoch,
 index), so it changes every epoch and differs across DDP ranks (which get different indices), while
 the val and holdout holes are keyed by (split, index) alone: the same in every run.
+
+Two seeds: a data set's own ``seed`` (``data.seed``, for the built-in faces and photographs) says
+which images make up the splits; ``train_seed`` (the run's ``seed``) draws everything random about
+training on them: the order, the training holes, and per-epoch crops or patches (train.py also
+seeds torch with it: the model's initialisation, flips, the shuffle of the other training sets).
+Runs that differ only in it are trained and measured on the same val and holdout images.
 """
 
 from __future__ import annotations
@@ -101,10 +107,14 @@ class ImageDataModule(L.LightningDataModule):
     pinned memory and loader workers sharing the process's CPUs among its devices; on a CPU, no
     workers (they would take cores from the training step) and no pinning.
     The holdout split is what the analyses run on; ``test_dataloader`` serves it too, so
-    ``trainer.test`` reports holdout metrics. A training set with ``by_epoch = True`` (and a
-    ``seed``) is drawn through :class:`EpochSampler`: its items are ``(epoch, index)`` pairs.
-    ``mask`` is the mask group's settings (kind and parameters); for a random kind every split is
-    served with its holes (:class:`Holed`), the training holes drawn from ``mask_seed`` (the run's seed).
+    ``trainer.test`` reports holdout metrics. A training set with ``by_epoch = True`` is drawn
+    through :class:`EpochSampler`, its items ``(epoch, index)`` pairs; other training sets are
+    shuffled by torch's generator (which train.py seeds with the run's seed, as it does the flips).
+    ``train_seed`` (the run's seed) draws the rest of the training randomness: the EpochSampler's
+    order, per-epoch crops or patches (subclasses pass it to their training set) and, for a random
+    ``mask`` kind (the mask group's settings), the training holes; every split is then served with
+    its holes (:class:`Holed`). Which images make up the splits never depends on it: that is the
+    subclass's own ``seed`` (``data.seed``), if it has one.
     """
 
     def __init__(
@@ -115,7 +125,7 @@ class ImageDataModule(L.LightningDataModule):
         flip: bool = True,
         pin_memory: bool | None = None,
         mask: Mapping | None = None,
-        mask_seed: int = 0,
+        train_seed: int = 0,
     ) -> None:
         super().__init__()
         self.batch_size = batch_size
@@ -124,7 +134,7 @@ class ImageDataModule(L.LightningDataModule):
         self.flip = flip
         self.pin_memory = pin_memory
         self.holes = hole_sampler_from(mask, image_size)  # None: the centred square, nothing per item
-        self.mask_seed = mask_seed
+        self.train_seed = train_seed
         self._splits: dict[str, Dataset] = {}
 
     def make_split(self, split: Split) -> Dataset:
@@ -158,13 +168,13 @@ class ImageDataModule(L.LightningDataModule):
     def served(self, split: Split) -> Dataset:
         """The split as its loader serves it: with its holes when the mask is random."""
         dataset = self.split(split)
-        return dataset if self.holes is None else Holed(dataset, self.holes, split, self.mask_seed)
+        return dataset if self.holes is None else Holed(dataset, self.holes, split, self.train_seed)
 
     def _loader(self, split: Split, train: bool = False) -> DataLoader:
         workers, pin = self.loader_settings()
         dataset = self.served(split)
         by_epoch = train and getattr(dataset, "by_epoch", False)
-        sampler = EpochSampler(len(dataset), getattr(dataset, "seed", self.mask_seed)) if by_epoch else None
+        sampler = EpochSampler(len(dataset), self.train_seed) if by_epoch else None
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -181,7 +191,7 @@ class ImageDataModule(L.LightningDataModule):
         drawn by epoch): what the model's PCA basis is fitted on when fitting starts."""
         workers, pin = self.loader_settings()
         dataset = self.split("train")
-        sampler = EpochSampler(len(dataset), dataset.seed) if getattr(dataset, "by_epoch", False) else None
+        sampler = EpochSampler(len(dataset), self.train_seed) if getattr(dataset, "by_epoch", False) else None
         return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler, num_workers=workers, pin_memory=pin)
 
     def train_dataloader(self) -> DataLoader:

@@ -472,7 +472,9 @@ class FacesDataset(Dataset):
 
 
 class FacesDataModule(ImageDataModule):
-    """Built-in synthetic faces; splits differ by seed so no face is in two splits."""
+    """Built-in synthetic faces; splits differ by seed so no face is in two splits. ``seed`` (the
+    data seed, ``data.seed``) draws the faces of every split; the run's seed (``train_seed``, and
+    torch's generator) only the training order, flips and holes, so it leaves the faces alone."""
 
     SPLIT_SEED = {"train": 0, "val": 1, "holdout": 2}  # split seed = 3 * seed + this
 

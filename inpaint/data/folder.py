@@ -19,8 +19,9 @@ Adding images moves a few between splits. From a val or holdout folder the split
 Images: files named ``.jpg .jpeg .png .bmp .webp .tif .tiff`` (any case); other files, and
 files and folders whose names start with ``.``, are skipped. Each is decoded by :func:`read_image`
 with its shorter side resized to ``load_size``; training items are random ``image_size`` crops
-of those, new every epoch (Pathak's recipe; the base class flips them), val and holdout items the
-centre crop, the same in every run.
+of those, new every epoch and drawn from the run's seed (``train_seed``: Pathak's recipe; the base
+class flips them), val and holdout items the centre crop, the same in every run. No seed picks the
+images, so this data set has no data seed of its own.
 
 With ``cache_dir`` set, each split's resized images are decoded once into a memory-mapped cache
 there (:mod:`inpaint.data.cache`; ``prepare_data`` builds it, on one process per node), named by
@@ -168,7 +169,9 @@ def _found(count: int, folder: Path) -> str:
 class FolderDataModule(ImageDataModule):
     """A folder of images in one of the layouts of the module docstring. The files are listed and
     the splits checked when the module is built, before any image is decoded, so a wrong ``root``
-    or too few images fail before a model is built. ``cache_dir`` None decodes every time."""
+    or too few images fail before a model is built. ``cache_dir`` None decodes every time.
+    ``seed`` is ignored: the configs of runs made before the run's seed drew the crops
+    (``train_seed``) passed it, and ``analyze.py`` reads those back."""
 
     def __init__(
         self,
@@ -177,7 +180,7 @@ class FolderDataModule(ImageDataModule):
         val_size: int = 100,
         holdout_size: int = 500,
         load_size: int = 143,
-        seed: int = 0,
+        seed: int | None = None,
         cache_dir: str | None = None,
         train_dir: str | Sequence[str] = "train",
         val_dir: str | Sequence[str] = ("val", "valid"),
@@ -201,7 +204,6 @@ class FolderDataModule(ImageDataModule):
                 f"to cut image_size crops (for 128: 143, or Pathak's 350 for Paris StreetView)."
             )
         self.load_size = load_size
-        self.seed = seed
         self.cache_dir = None if cache_dir is None else Path(cache_dir).expanduser()
         self.files, self.sources = self._split(
             {"train": _names(train_dir), "val": _names(val_dir), "holdout": _names(holdout_dir)},
@@ -284,4 +286,4 @@ class FolderDataModule(ImageDataModule):
                 self.images(split)
 
     def make_split(self, split: Split) -> Crops:
-        return Crops(self.images(split), self.image_size, self.seed if split == "train" else None)
+        return Crops(self.images(split), self.image_size, self.train_seed if split == "train" else None)

@@ -9,9 +9,10 @@ Whole photographs are held out, so val and holdout patches show scenes never tra
 - holdout: ``astronaut`` (a face, colour: the paper analyses faces) and ``coffee`` (colour);
 - train: the other 14, including ``grace_hopper``, so training sees one face as well.
 
-Val and holdout are fixed sets of patches, so their numbers are the same in every epoch and run.
-Training draws new patches every epoch, rather than the same ``train_size`` ones that a model could
-memorise, each still a pure function of (seed, epoch, index) in any worker or process.
+Val and holdout are fixed sets of patches drawn from the data seed (``data.seed``), so their numbers
+are the same in every epoch and in every run of any run seed. Training draws new patches every epoch,
+rather than the same ``train_size`` ones that a model could memorise, each still a pure function of
+(run seed, epoch, index) in any worker or process: training randomness, like the order and holes.
 """
 
 from __future__ import annotations
@@ -114,8 +115,8 @@ class PhotoPatches(Dataset):
 
 class PhotosDataModule(ImageDataModule):
     """Patches of the packaged photographs, from disjoint photographs per split (see the module
-    docstring): ``train_size`` new patches every epoch, fixed sets of ``val_size`` and
-    ``holdout_size``; all drawn from ``seed``."""
+    docstring): ``train_size`` new patches every epoch, drawn from the run's seed (``train_seed``),
+    and fixed sets of ``val_size`` and ``holdout_size`` drawn from ``seed`` (the data seed)."""
 
     def __init__(
         self, train_size: int = 20000, val_size: int = 256, holdout_size: int = 1000, seed: int = 0, **kwargs
@@ -127,4 +128,6 @@ class PhotosDataModule(ImageDataModule):
     def make_split(self, split: Split) -> PhotoPatches:
         photos = load_photos()
         chosen = [photos[name] for name in split_photos(split)]
-        return PhotoPatches(chosen, self.sizes[split], self.seed, self.image_size, by_epoch=split == "train")
+        train = split == "train"
+        seed = self.train_seed if train else self.seed
+        return PhotoPatches(chosen, self.sizes[split], seed, self.image_size, by_epoch=train)
