@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--device cpu|cuda] [--out FILE] [--only train,jacobian,pca,data,pca_head,unet,unet_jacobian]``:
+"""``python -m benchmarks [--quick] [--device cpu|cuda] [--out FILE] [--only train,jacobian,pca,data,pca_head,unet,unet_jacobian,exemplar]``:
 run the cases, print a table and write the results as JSON."""
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ def table(results: dict) -> str:
         # beside the Context Encoder (reference column), not against a slower path
         "unet": ("unet", "context_encoder_images_per_s", "unet_images_per_s", "img/s", "ratio", "unet_efficiency"),
         "unet A_y": ("unet_jacobian", "compute_bound_total_seconds", "total_seconds", "s", "ratio", "efficiency"),
+        "exemplar": ("exemplar", "exhaustive_seconds", "ours_seconds", "s", "ratio", None),
     }
     lines = [f"{'case':<10}{'reference':>14}{'ours':>14}  {'unit':<6}{'ratio':>8}{'ours eff.':>11}"]
     for name, (case, ref, ours, unit, ratio_key, efficiency) in headline.items():

@@ -54,6 +54,13 @@ def test_training_ends_with_the_analyses_as_results_and_figures(runs):
         analysis = folder / "analysis"
         assert (analysis / "summary.json").is_file() and (analysis / "results.npz").is_file()
         assert len(list(analysis.glob("F*.png"))) == 11
+        # the paper's question against both poles: the exemplar's numbers beside diffusion's
+        summary = json.loads((analysis / "summary.json").read_text())
+        assert {"biharmonic", "exemplar"} <= set(summary["baselines"]) and set(summary["exemplar_phi_p"]) == {"code", "hole", "paper"}
+        assert set(summary["sources"]["distance"]) == {"cnn", "biharmonic", "exemplar"}
+        found = {f["id"]: f for f in summary["findings"]}
+        for key in ("nearer_diffusion_than_exemplar", "farther_than_diffusion"):
+            assert found[key]["verdict"] in ("holds", "fails", "inconclusive") and len(found[key]["interval"]) == 2
 
 
 def assert_compares_both_masks(comparison: Path, analyses: list[Path]) -> None:
