@@ -152,9 +152,12 @@ def test_a_network_defined_here_meets_the_contract_and_every_analysis_runs_on_it
         values = np.array(curve, dtype=float)
         assert (np.diff(values) >= -1e-12).all() and values[-1] == pytest.approx(1.0)
     assert all(v is None for v in s["jacobian"]["phi_p"]["paper"]["centre"])  # equation 8 needs a centred square
-    assert set(s["baselines"]) == {"mean", "telea", "ns", "biharmonic"} and "svd" in s["jacobian"]
+    assert set(s["baselines"]) == {"mean", "telea", "ns", "biharmonic", "exemplar"} and "svd" in s["jacobian"]
+    # both poles at each image's own named pixels and hole: diffusion within 2 px, the exemplar's copies beyond
+    distance = results.arrays["sources.distance"][:, :, 2]  # [CNN, diffusion, exemplar] x images, centre pixel
+    assert (distance[1] <= 2).all() and (distance[2] > distance[1]).all()
     assert np.array_equal(np.unpackbits(results.arrays["holdout.holes"], axis=-1)[..., :128], (known[:, 0] == 0).numpy())
-    assert {f["id"] for f in s["findings"]} >= {"exactly_linear", "less_local_than_diffusion"}
+    assert {f["id"] for f in s["findings"]} >= {"exactly_linear", "less_local_than_diffusion", "nearer_diffusion_than_exemplar"}
     figures = run_figures(results)
     assert {"F1_inpainting", "F2_phi_window", "F10_weight_maps", "centroids", "svd_spectrum"} <= set(figures)
     assert "F9_phi_by_mask" not in figures and "F9_phi_by_mask" in s["not_applicable"]  # 16 vs 64 centred squares
