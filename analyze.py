@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -24,9 +24,6 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from analysis.settings import AnalysisSettings
 from inpaint.errors import InpaintError, exit_on_user_error
-
-if TYPE_CHECKING:
-    from inpaint.module import InpaintingModule
 
 # Only Hydra and the settings at import (`--help` and a refused command answer at once); torch,
 # Lightning and the analyses are imported by the mode that needs them.
@@ -89,29 +86,34 @@ def resolve_device(device: str) -> str:
 
 def analyse_checkpoints(cfg: DictConfig, settings: AnalysisSettings, out: Path) -> None:
     """Each checkpoint on its run's holdout: ``out/analysis/`` (one sub-folder per checkpoint when
-    there are several, then their comparison in ``out/comparison/``)."""
-    import lightning as L
-
-    from analysis.comparison import compare
-    from analysis.figures import run_figures, save_all
-    from analysis.report import analyse
+    there are several, then their comparison in ``out/comparison/``). Every checkpoint is read (its
+    tensors mapped, not loaded) and checked against the settings before Lightning is imported, so a
+    wrong one is refused in seconds."""
+    from inpaint.checkpoint import read_model_checkpoint
     from inpaint.checks import check_data
-    from inpaint.module import load_checkpoint
 
     paths = [Path(p).expanduser() for p in as_list(cfg.ckpt_path)]
     command_line = list(HydraConfig.get().overrides.task)
     plans = []
     for path in paths:  # every checkpoint's settings checked before any is analysed
+        checkpoint = read_model_checkpoint(path, mmap=True)
         data, image_size, overrides = data_for(path, cfg, command_line)
+        check_model_fits(checkpoint["hyper_parameters"], path, cfg.mask_size, image_size)
         check_data(OmegaConf.to_container(data, resolve=True), training=False)
         settings.check_image_size(image_size)
-        plans.append((path, data, image_size, overrides))
+        plans.append((path, checkpoint, data, overrides))
     cfg.device = resolve_device(str(cfg.device))
     log.info("Analyses on %s", cfg.device)
+    import lightning as L
+
+    from analysis.comparison import compare
+    from analysis.figures import run_figures, save_all
+    from analysis.report import analyse
+    from inpaint.module import module_from_checkpoint
+
     folders = []
-    for path, data, image_size, overrides in plans:
-        model = load_checkpoint(path, cfg.device)
-        check_model_fits(model, path, cfg.mask_size, image_size)
+    for path, checkpoint, data, overrides in plans:
+        model = module_from_checkpoint(checkpoint, path, cfg.device)
         holes = model.hparams.mask_size or (model.hparams.get("mask") or {}).get("kind")  # 64, or freeform
         name = f"mask{holes}_{path.stem}"
         while len(paths) > 1 and out / "analysis" / name in folders:
@@ -130,13 +132,14 @@ def analyse_checkpoints(cfg: DictConfig, settings: AnalysisSettings, out: Path) 
         log.info("Comparison of %d checkpoints -> %s", len(folders), out / "comparison")
 
 
-def check_model_fits(model: InpaintingModule, path: Path, mask_size: int | None, image_size: int) -> None:
-    """The checkpoint's mask is the one asked for (``mask_size``, if any) and it takes the data's images."""
-    size = model.hparams.mask_size
+def check_model_fits(hparams: Mapping, path: Path, mask_size: int | None, image_size: int) -> None:
+    """The checkpoint's mask (its ``hyper_parameters``) is the one asked for (``mask_size``, if any)
+    and it takes the data's images."""
+    size = hparams["mask_size"]
     if mask_size is not None and size != mask_size:
         raise InpaintError(f"checkpoint '{path}' has mask size {size}, but mask_size={mask_size} was asked for: drop mask_size or pass the right checkpoint.")
-    if model.hparams.image_size != image_size:
-        raise InpaintError(f"checkpoint '{path}' takes {model.hparams.image_size}px images, the data gives {image_size}px: set image_size={model.hparams.image_size}.")
+    if hparams.get("image_size", 128) != image_size:
+        raise InpaintError(f"checkpoint '{path}' takes {hparams['image_size']}px images, the data gives {image_size}px: set image_size={hparams['image_size']}.")
 
 
 def replot(source: str, out: Path, settings: AnalysisSettings) -> None:

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from analysis.figures import comparison_figures, fig_findings, save_all
 from analysis.findings import across_seeds, cross_run_findings
 from analysis.jacobian import AUTHORS_P
 from analysis.results import SUMMARY, Results, load_results
@@ -93,6 +92,8 @@ class Comparison:
 
     def write(self, folder: str | Path) -> list[Path]:
         """``folder/runs.csv``, ``folder/settings.csv`` and the comparison figures."""
+        from analysis.figures import comparison_figures, fig_findings, save_all  # matplotlib: only when drawing
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         written = [_write_csv(folder / "runs.csv", self.rows()), _write_csv(folder / "settings.csv", self.setting_rows())]

@@ -45,3 +45,22 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
             "was not loaded (nothing in it ran): pass a .ckpt written by train.py; if you trust the file, "
             "re-save it as plain data (tensors, numbers, strings, lists, dicts)."
         ) from None  # torch's own message suggests weights_only=False, the very thing to avoid here
+
+
+def read_model_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict:
+    """The dict of a checkpoint train.py wrote (its ``state_dict`` and the model's
+    ``hyper_parameters``), or one clear :class:`InpaintError` for a missing file, a file that is not
+    a checkpoint, someone else's, or one holding anything but tensors and plain data. Needs torch
+    only, so a command can refuse a wrong checkpoint before it imports Lightning."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InpaintError(f"checkpoint '{path}' does not exist: pass ckpt_path=RUN_DIR/checkpoints/last.ckpt (or an epoch_*.ckpt).")
+    try:
+        checkpoint = read_checkpoint(path, map_location=map_location, mmap=mmap)
+    except InpaintError:
+        raise
+    except Exception as error:  # torch raises many types for a non-checkpoint file
+        raise InpaintError(f"'{path}' is not a PyTorch checkpoint ({type(error).__name__}): pass a .ckpt written by train.py.") from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "mask_size" not in checkpoint.get("hyper_parameters", {}):
+        raise InpaintError(f"'{path}' is a PyTorch file but not an inpaint checkpoint (no model hyperparameters): pass a .ckpt written by train.py.")
+    return checkpoint

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
-from inpaint.checkpoint import read_checkpoint
+from inpaint.checkpoint import read_model_checkpoint
 from inpaint.checks import check_model
 from inpaint.data import to_float
 from inpaint.data.datamodule import Batch, split_batch
@@ -387,18 +387,13 @@ class InpaintingModule(L.LightningModule):
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> InpaintingModule:
     """An :class:`InpaintingModule` from a checkpoint of this project, in eval mode, or one clear
     :class:`InpaintError` for a missing file, a file that is not a checkpoint, someone else's, or one
-    holding anything but tensors and plain data (read as data: :func:`inpaint.checkpoint.read_checkpoint`)."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise InpaintError(f"checkpoint '{path}' does not exist: pass ckpt_path=RUN_DIR/checkpoints/last.ckpt (or an epoch_*.ckpt).")
-    try:
-        checkpoint = read_checkpoint(path, map_location=map_location)
-    except InpaintError:
-        raise
-    except Exception as error:  # torch raises many types for a non-checkpoint file
-        raise InpaintError(f"'{path}' is not a PyTorch checkpoint ({type(error).__name__}): pass a .ckpt written by train.py.") from error
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "mask_size" not in checkpoint.get("hyper_parameters", {}):
-        raise InpaintError(f"'{path}' is a PyTorch file but not an inpaint checkpoint (no model hyperparameters): pass a .ckpt written by train.py.")
+    holding anything but tensors and plain data (read as data: :func:`inpaint.checkpoint.read_model_checkpoint`)."""
+    return module_from_checkpoint(read_model_checkpoint(path, map_location), path, map_location)
+
+
+def module_from_checkpoint(checkpoint: dict, path: str | Path, map_location: str | torch.device = "cpu") -> InpaintingModule:
+    """The :class:`InpaintingModule` of a checkpoint already read (:func:`~inpaint.checkpoint.read_model_checkpoint`),
+    in eval mode on ``map_location``; ``path`` names it in the error when it does not match this version."""
     try:
         model = InpaintingModule(**checkpoint["hyper_parameters"])
         model.load_state_dict(checkpoint["state_dict"])

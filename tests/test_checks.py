@@ -132,6 +132,28 @@ def test_the_entry_points_answer_before_importing_what_a_run_needs(script, args,
     assert loaded == f"LOADED {list(allowed)!r}", result.stdout[-2000:] + result.stderr[-2000:]
 
 
+@pytest.mark.parametrize("case", ["missing", "wrong_mask", "not_ours"])
+def test_analyze_refuses_a_wrong_checkpoint_before_importing_lightning(case, tmp_path):
+    """A missing checkpoint, one of another mask than asked, or someone else's file: one line, with
+    only torch loaded (the checkpoint is read as data)."""
+    import torch
+
+    ckpt = tmp_path / "run.ckpt"
+    if case == "wrong_mask":
+        torch.save({"state_dict": {}, "hyper_parameters": {"mask_size": 64, "image_size": 128}}, ckpt)
+    elif case == "not_ours":
+        torch.save({"weights": torch.zeros(2)}, ckpt)
+    path = str(ROOT / "analyze.py")
+    args = [f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'out'}"] + (["mask_size=16"] if case == "wrong_mask" else [])
+    code = (f"import atexit, runpy, sys; atexit.register(lambda: print('LOADED', [m for m in {HEAVY!r} if m in sys.modules])); "
+            f"sys.argv = [{path!r}, *{args!r}]; runpy.run_path({path!r}, run_name='__main__')")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    message = {"missing": "does not exist", "wrong_mask": "has mask size 64, but mask_size=16", "not_ours": "not an inpaint checkpoint"}[case]
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and message in errors[0], result.stdout[-2000:] + result.stderr[-2000:]
+    assert "LOADED ['torch']" in result.stdout
+
+
 @pytest.mark.parametrize("command", [["train.py", "experiment=smoke"], ["analyze.py", "ckpt_path=any.ckpt"]])
 def test_an_output_folder_hydra_cannot_make_fails_in_one_line(tmp_path, command):
     blocker = tmp_path / "a_file"
