@@ -20,7 +20,9 @@ CNN's, and can be set beside them and diffusion's. Hand-written: no Python libra
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -216,6 +218,13 @@ def exemplar_field(image: torch.Tensor, hole: np.ndarray | torch.Tensor, patch: 
     Where no wholly known ``patch`` x ``patch`` copy exists, the patch shrinks (odd sizes) until one
     does, down to single pixels; the field says which patch was used. ``exhaustive`` compares every
     known patch at every level, as Wexler et al. (the benchmark's reference: several times slower)."""
+    checked = _checked(image, hole, patch)
+    with _one_thread():
+        return _fill(*checked, iterations, exhaustive)
+
+
+def _checked(image: torch.Tensor, hole: np.ndarray | torch.Tensor, patch: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(image as float32 on the CPU, hole as a bool tensor, the patch to use), or one clear error."""
     hole = hole.cpu().bool() if isinstance(hole, torch.Tensor) else torch.from_numpy(np.array(hole, dtype=bool))
     size = image.shape[-1]
     if image.ndim != 3 or image.shape[0] != 3 or hole.shape != (size, size) or image.shape[-2] != size:
@@ -225,8 +234,7 @@ def exemplar_field(image: torch.Tensor, hole: np.ndarray | torch.Tensor, patch: 
         raise InpaintError(f"an exemplar patch of {patch} pixels does not fit a {size}x{size} image: choose 1 to {size}.")
     if not hole.any():
         raise InpaintError("the exemplar fill got an empty hole: nothing to fill.")
-    with _one_thread():
-        return _fill(image.detach().float().cpu(), hole, _level_patch(hole, patch), iterations, exhaustive)
+    return image.detach().float().cpu(), hole, _level_patch(hole, patch)
 
 
 def _fill(image: torch.Tensor, hole: torch.Tensor, patch: int, iterations: int,
@@ -269,10 +277,9 @@ def _fill(image: torch.Tensor, hole: torch.Tensor, patch: int, iterations: int,
 
 def exemplar(images: torch.Tensor, holes: np.ndarray, patch: int = PATCH) -> tuple[torch.Tensor, list[ExemplarField]]:
     """:func:`exemplar_field` on each of ``images`` ``[N, 3, S, S]`` with its hole (``holes`` bool
-    ``[N, S, S]``): the filled images (in ``images``' dtype and device) and the fields."""
-    filled, fields = [], []
-    for image, hole in zip(images, holes):
-        out, field = exemplar_field(image, hole, patch)
-        filled.append(out)
-        fields.append(field)
-    return torch.stack(filled).to(images.device, images.dtype), fields
+    ``[N, S, S]``): the filled images (in ``images``' dtype and device) and the fields. Images are
+    filled in parallel, one per core (torch's kernels release the GIL), each on one torch thread."""
+    checked = [_checked(image, hole, patch) for image, hole in zip(images, holes)]
+    with _one_thread(), ThreadPoolExecutor(max(1, min(len(checked), len(os.sched_getaffinity(0))))) as pool:
+        done = list(pool.map(lambda args: _fill(*args, ITERATIONS, False), checked))
+    return torch.stack([out for out, _ in done]).to(images.device, images.dtype), [field for _, field in done]
