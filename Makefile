@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-avx2 test-slow test-all bench gpu-check clean
+.PHONY: install train test test-avx2 test-slow test-cluster test-all bench gpu-check clean
 
 install: $(STAMP)
 
@@ -38,6 +38,9 @@ test-avx2: install  ## the default suite with the CPU capped at AVX2 (no native 
 
 test-slow: install  ## only the slow tests
 	$(PY) -m pytest -q -m slow $(ARGS)
+
+test-cluster: install  ## the tests against a real one-node SLURM cluster, started and stopped here (root: installs SLURM)
+	$(PY) -m pytest -q -m cluster $(ARGS)
 
 test-all: install
 	$(PY) -m pytest -q -m "slow or not slow" $(ARGS)
