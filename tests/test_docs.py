@@ -54,9 +54,20 @@ def test_the_readme_stays_short():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 250
 
 
+SBATCH_SCRIPT = ROOT / "docs" / "train.sbatch"
+
+
+def sbatch_train_line() -> list[str]:
+    """The train.py arguments of docs/train.sbatch's ``srun python train.py ... "$@"`` line, less its run folder."""
+    line = next(line for line in SBATCH_SCRIPT.read_text().splitlines() if line.startswith("srun python train.py"))
+    return [a for a in shlex.split(line)[3:] if a != "$@" and not a.startswith("hydra.run.dir=")]
+
+
 def documented_commands() -> list[tuple[str, str, list[str]]]:
     """(page, entry point, arguments) of every ``python train.py`` / ``python analyze.py`` line (``srun``
-    before it allowed, ``\\`` continuations joined, comments dropped) in the bash blocks of the README and docs/."""
+    before it allowed, ``\\`` continuations joined, comments dropped) in the bash blocks of the README and
+    docs/, and of every ``sbatch [options] docs/train.sbatch ARGS`` line (the script's own train.py
+    arguments, then ARGS, as the script passes them)."""
     found = []
     for page in PAGES:
         for block in re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.DOTALL):
@@ -65,6 +76,8 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
                 tokens = tokens[1:] if tokens[:1] == ["srun"] else tokens
                 if tokens[:1] == ["python"] and tokens[1:2] in (["train.py"], ["analyze.py"]):
                     found.append((page.name, tokens[1].removesuffix(".py"), tokens[2:]))
+                if tokens[:1] == ["sbatch"] and "docs/train.sbatch" in tokens:
+                    found.append((page.name, "train", [*sbatch_train_line(), *tokens[tokens.index("docs/train.sbatch") + 1 :]]))
     return found
 
 

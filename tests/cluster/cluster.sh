@@ -70,7 +70,8 @@ start() {
   write_config
   [ -s /etc/munge/munge.key ] || (mungekey --create --force 2>/dev/null || dd if=/dev/urandom of=/etc/munge/munge.key bs=1k count=1 2>/dev/null)
   chown root:root /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
-  mkdir -p /run/munge /var/log/munge /var/lib/munge
+  # munged runs as root here (--force): its folders must be root's too, or it warns that they are insecure
+  mkdir -p /run/munge /var/log/munge /var/lib/munge && chown root:root /run/munge /var/log/munge /var/lib/munge
   munged --force --pid-file="$DIR/munge/munged.pid" --socket=/run/munge/munge.socket.2
   slurmctld -f "$CONF"
   slurmd -f "$CONF"
