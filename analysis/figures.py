@@ -752,11 +752,12 @@ def fig_poles(distances: Mapping[str, Mapping[str, Sequence[float]]]) -> Figure:
             values = np.asarray(distances[setting].get(method, []), dtype=float)
             if not len(values):
                 continue
-            ax.errorbar(values.mean(), row, xerr=[[values.mean() - values.min()], [values.max() - values.mean()]],
+            mean = values.mean()  # within the seeds' range up to rounding, which must not make a bar negative
+            ax.errorbar(mean, row, xerr=[[max(mean - values.min(), 0.0)], [max(values.max() - mean, 0.0)]],
                         marker=marker, color=colour, markersize=9, capsize=4, linestyle="none",
                         label=name if row == 0 else "_")
     ax.set_yticks(range(len(settings)), settings, fontsize=SMALL)
     ax.set_ylim(len(settings) - 0.5, -0.5)
     ax.set_xlim(left=0)
-    ax.legend(fontsize=SMALL, loc="lower right")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=3, fontsize=SMALL, frameon=False)
     return fig

@@ -278,3 +278,18 @@ def test_baselines_figure_has_one_bar_per_method_and_metric():
     for ax, metric in zip(fig.axes, ("psnr", "ssim")):
         heights = [bar.get_height() for bar in ax.patches]
         assert heights == [results[name][metric] for name in results]
+
+
+def test_poles_draw_each_setting_s_mean_and_seed_range():
+    """Seeds whose values are equal up to rounding (their mean a last bit above the largest) still
+    draw; a setting's bar spans its seeds' range."""
+    distances = {"CE": {"cnn": [9.5, 10.5], "biharmonic": [1.4] * 3, "exemplar": [17.0, 17.5, 16.8]},
+                 "U-Net": {"cnn": [3.1], "biharmonic": [1.4], "exemplar": [17.2]}}
+    fig = titled(F.fig_poles(distances))
+    ax = plot_axes(fig)
+    cnn = ax.containers[:2]  # an error bar per method and setting, the CNN's first
+    assert [(c.lines[0].get_xdata()[0], c.lines[0].get_ydata()[0]) for c in cnn] == [(10.0, 0), (3.1, 1)]
+    (bar,) = cnn[0].lines[2][0].get_segments()
+    assert bar[:, 0].tolist() == [9.5, 10.5]  # the CE's two seeds
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["CE", "U-Net"]
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["CNN", "diffusion (biharmonic)", "exemplar"]
