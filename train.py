@@ -34,6 +34,16 @@ os.environ.setdefault("INPAINT_ROOT", str(Path(__file__).resolve().parent))
 log = logging.getLogger("train")
 
 
+def gpus_per_node(accelerator: str, devices: int | str) -> int | str:
+    """The GPUs hydra/launcher=slurm asks of each node (conf/hydra/launcher/slurm.yaml): one per
+    device when the trainer uses GPUs (``gpu``, ``cuda``, or ``auto`` as on a GPU cluster), none on
+    a CPU partition, where SLURM refuses any GPU request."""
+    return 0 if str(accelerator) == "cpu" else devices
+
+
+OmegaConf.register_new_resolver("gpus_per_node", gpus_per_node, replace=True)
+
+
 class OutputFolderCheck(Callback):
     """Refuse a run or sweep folder that cannot be written, with one line and exit status 2, before
     Hydra makes it (Hydra's own failure would be a traceback). Registered in conf/train.yaml."""

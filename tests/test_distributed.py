@@ -54,6 +54,7 @@ def train(*overrides: str) -> subprocess.CompletedProcess:
 
 
 def composed(*overrides: str):
+    train_script()  # registers train.py's config resolvers, as running it does
     os.environ.setdefault("INPAINT_ROOT", str(ROOT))
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         return compose("train", overrides=list(overrides), return_hydra_config=True)
@@ -434,6 +435,13 @@ def test_slurm_launcher_asks_one_task_per_gpu_and_lightnings_requeue_signal():
     assert (launcher["tasks_per_node"], launcher["gpus_per_node"], launcher["nodes"]) == (4, 4, 2)
     assert launcher["additional_parameters"] == {"signal": "USR1@120", "requeue": True}
     assert launcher["max_num_timeout"] == 0  # submitit's own USR2 requeue would restart from scratch
+
+
+def test_slurm_launcher_asks_for_gpus_only_when_the_trainer_uses_them():
+    """A CPU partition has no GPUs to give, and SLURM refuses a job that asks for one."""
+    for accelerator, gpus in (("cpu", 0), ("gpu", 2), ("cuda", 2), ("auto", 2)):
+        cfg = composed("hydra/launcher=slurm", "trainer=slurm", "trainer.devices=2", f"trainer.accelerator={accelerator}")
+        assert OmegaConf.to_container(cfg.hydra.launcher, resolve=True)["gpus_per_node"] == gpus, accelerator
 
 
 # ---------------------------------------------------------------------------------------------
