@@ -64,6 +64,24 @@ class CheckpointOnSigterm(L.Callback):
             log.warning("SIGTERM: saved %s at step %d; resume with ckpt_path=last.", self.path, trainer.global_step)
 
 
+class _KeepsWriteErrors:
+    """A file whose write errors are kept: torch's zip writer turns a failed write (a full disk) into
+    a RuntimeError that names neither the file nor the cause."""
+
+    def __init__(self, file) -> None:
+        self.file, self.error = file, None
+
+    def write(self, data) -> int:
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes each checkpoint (a local path) to a temporary file in its own folder, flushes it to
     disk and renames it over the target in one step: a crash or kill mid-write leaves the previous
@@ -79,9 +97,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
             with open(temporary, "wb") as file:
-                torch.save(checkpoint, file)
+                writer = _KeepsWriteErrors(file)
+                try:
+                    torch.save(checkpoint, writer)
+                except RuntimeError:
+                    if writer.error is None:
+                        raise
+                    raise writer.error from None
                 file.flush()
                 os.fsync(file.fileno())
             os.replace(temporary, path)
+        except OSError as error:  # the checkpoint's name, not the hidden temporary file's
+            raise OSError(error.errno, error.strerror, str(path)) from error
         finally:
             temporary.unlink(missing_ok=True)

@@ -240,3 +240,34 @@ def test_checkpoints_as_wandb_artifacts_offline_are_refused_before_training():
     cfg = _composed("logger=wandb", "logger.wandb.log_model=true", "logger.wandb.offline=false", "paths.output_dir=unused")
     resolve_wandb(cfg)
     assert cfg.logger.wandb.group == "smoke" and cfg.logger.wandb.name is None  # not a sweep: the task, W&B's own name
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real file system of 9 MB (tmpfs: root only) for a run folder to fill: the smoke model's
+    checkpoints are 3.2 MB, so the first epoch's two fit and the second epoch's do not."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=9m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_ends_the_run_in_one_line_and_loses_nothing(small_disk):
+    logs = small_disk / "logs"
+    common = ["experiment=smoke", "trainer.max_epochs=3", f"paths.log_dir={logs}", "logger=csv", *QUIET]
+    code, output = finish(start(*common))
+    assert code == 2, output[-3000:]
+    errors = [line for line in output.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "no space left (writing " + str(logs) in errors[0], output[-3000:]
+    assert "ckpt_path=last" in errors[0] and "Traceback" not in output
+    [run_dir] = run_dirs(logs)
+    saved = load(run_dir / "checkpoints" / "last.ckpt")  # the epoch before the fault, whole
+    assert saved["global_step"] == STEPS_PER_EPOCH
+    # space freed: the run resumes where it stopped and finishes
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
+    output = run(*common, "ckpt_path=last")
+    assert f"at step {STEPS_PER_EPOCH}" in output
+    assert load(run_dirs(logs)[1] / "checkpoints" / "last.ckpt")["global_step"] == 3 * STEPS_PER_EPOCH
