@@ -7,6 +7,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -420,3 +421,27 @@ def test_train_py_on_a_too_small_folder_stops_in_one_line_before_any_model(tmp_p
     assert len(errors) == 1 and "found 3 images" in errors[0] and str(tmp_path / "few") in errors[0]
     assert "Traceback" not in result.stdout + result.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("kind", ["constant", "identical"])
+def test_images_that_cannot_teach_are_named_before_the_fit(tmp_path: Path, kind: str) -> None:
+    """A folder of one-colour images (batch norm's variance would be zero: a NaN loss at the first
+    step, read as a learning rate too high) or of one image copied: the module says so when it is
+    set up to fit, before any step; a folder of real photographs passes."""
+    folder = tmp_path / kind
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    photo = write_photographs(tmp_path / "one", 1, size=(128, 128), suffixes=(".png",))[0]
+    for i in range(40):
+        path = folder / f"{i:03d}.png"
+        if kind == "constant":
+            Image.new("RGB", (160, 160), tuple(int(v) for v in rng.integers(0, 256, 3))).save(path)
+        else:
+            shutil.copy(photo, path)
+    # load_size 128: each crop is the whole image (copies cropped at random offsets would differ)
+    data = FolderDataModule(root=str(folder), val_size=4, holdout_size=4, batch_size=4, image_size=128, load_size=128)
+    message = "each a single colour" if kind == "constant" else "all the same image"
+    with pytest.raises(InpaintError, match=message):
+        data.setup("fit")
+    write_photographs(tmp_path / "photos", 40)
+    FolderDataModule(root=str(tmp_path / "photos"), val_size=4, holdout_size=4, batch_size=4, image_size=128).setup("fit")

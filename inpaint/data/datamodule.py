@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from inpaint.errors import InpaintError
 from inpaint.masks import hole_sampler_from
 
 Split = Literal["train", "val", "holdout"]
@@ -99,6 +100,27 @@ class EpochSampler(Sampler):
         return ((self.epoch, int(i)) for i in order)
 
 
+SAMPLED = 64  # training images check_trainable looks at: enough to see variety, a blink to decode
+
+
+def check_trainable(dataset: Dataset) -> None:
+    """Refuse training images that cannot teach anything, before the fit: the first SAMPLED items,
+    as the data set serves them (random crops included), all the same, or each of one colour (then
+    batch norm's variance is zero, and the first loss would be NaN, which reads as a learning rate
+    too high)."""
+    count = min(len(dataset), SAMPLED)
+    if count < 2:
+        return
+    keys = [(0, i) for i in range(count)] if getattr(dataset, "by_epoch", False) else range(count)
+    images = torch.stack([dataset[key] for key in keys]).float()
+    if (images.flatten(2).amax(2) == images.flatten(2).amin(2)).all():
+        raise InpaintError(f"the first {count} training images are each a single colour: there is nothing to inpaint from "
+                           "(and batch norm would divide by a zero variance). Check the data (data.root, or its settings).")
+    if (images == images[:1]).all():
+        raise InpaintError(f"the first {count} training images are all the same image: there is nothing to learn beyond it. "
+                           "Check the data (data.root, or its settings).")
+
+
 class ImageDataModule(L.LightningDataModule):
     """Base class: subclasses implement :meth:`make_split`; this class does loaders and flips.
 
@@ -153,6 +175,8 @@ class ImageDataModule(L.LightningDataModule):
         }.get(stage, ("train", "val", "holdout"))
         for name in wanted:
             self.split(name)
+        if stage == "fit":
+            check_trainable(self.split("train"))
 
     def loader_settings(self) -> tuple[int, bool]:
         """(num_workers, pin_memory): the configured values, or the defaults for the trainer's device."""
