@@ -29,6 +29,8 @@ def subspace_overlap(a: PCA, b: PCA, k: int) -> torch.Tensor:
     places, or mix, within the top i leave it unchanged."""
     gram = (a.components(k).T @ b.components(k).to(a.mean.device)).square()  # [k, k]
     sizes = torch.arange(1, k + 1, dtype=gram.dtype, device=gram.device)
+    if k == 0:  # a PCA of one distinct crop (a resample of two images can draw one twice) has no components
+        return gram.new_zeros(0)
     return torch.stack([gram[:i, :i].sum() for i in range(1, k + 1)]) / sizes
 
 

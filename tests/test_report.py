@@ -158,3 +158,13 @@ def test_findings_are_in_every_summary_with_a_verdict(analysis):
     assert analysis.arrays["jacobian.centroid_offsets"].shape == (2, 4, 2)
     assert analysis.arrays["pca.energy_captured_10"].shape == (24,)
     assert entries["exactly_linear"]["verdict"] == ("holds" if analysis.summary["bias_free"] else "fails")
+
+
+def test_two_holdout_images_are_enough_for_every_analysis():
+    """The least check_data lets through: a resample of two images may draw one twice, whose PCA has
+    no components; its bootstrap row is NaN, not an error at the end of a fit."""
+    settings = AnalysisSettings(baseline_images=2, jacobian_images=2, examples=2, pca_resamples=20, svd=False)
+    results = analyse(trained_like(16, bias_free=True), holdout(2), settings)
+    assert results.summary["holdout_images"] == 2
+    overlap = results.arrays["pca.subspace_overlap_bootstrap"]
+    assert overlap.shape == (20, 1) and np.isnan(overlap).any() and not np.isnan(overlap).all()
