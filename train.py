@@ -272,10 +272,27 @@ def seeded_data_and_model(cfg: DictConfig):
     return datamodule, hydra.utils.instantiate(cfg.model)
 
 
+def requeue_anytime(cfg: DictConfig):
+    """Under SLURM with Lightning's auto-requeue (trainer=slurm), SIGUSR1 answered from now on, at
+    any moment of the job (:class:`inpaint.faults.RequeueAnytime`, returned to go first among the
+    callbacks); None elsewhere."""
+    plugins = cfg.trainer.get("plugins") or []
+    if "SLURM_JOB_ID" not in os.environ or not any(
+        str(p.get("_target_", "")).endswith("SLURMEnvironment") and p.get("auto_requeue", True) for p in plugins
+    ):
+        return None
+    from inpaint.faults import RequeueAnytime
+
+    requeue = RequeueAnytime()
+    requeue.install()
+    return requeue
+
+
 @exit_on_user_error
 @ddp_in_sweep_jobs
 def train(cfg: DictConfig) -> float | None:
     """Fit the model, test it on the holdout, return the optimised metric."""
+    requeue = requeue_anytime(cfg)  # first: SLURM's signal may come while the job is still starting
     caps = resolve_hardware(cfg)
     check(cfg)
     resolve_wandb(cfg)
@@ -291,7 +308,7 @@ def train(cfg: DictConfig) -> float | None:
     loggers = instantiate_all(cfg.get("logger"))
     # the trainer config's plugins (SLURM's environment, ...) and checkpoints written through a rename
     plugins = [*hydra.utils.instantiate(cfg.trainer.get("plugins") or []), AtomicCheckpointIO()]
-    callbacks = instantiate_all(cfg.get("callbacks"))
+    callbacks = ([requeue] if requeue else []) + instantiate_all(cfg.get("callbacks"))
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins, **STEP_OPTIONS)
     hardware = {"hardware": caps.as_dict()} if caps else {}
     for logger in loggers:

@@ -5,6 +5,8 @@ lose or corrupt a checkpoint on the way.
   checkpoint to resume from and reads the id back.
 - :class:`CheckpointOnSigterm` writes ``last.ckpt`` at the step reached when SIGTERM arrives.
 - :class:`AtomicCheckpointIO` writes every checkpoint through a temporary file and a rename.
+- :class:`RequeueAnytime` answers SLURM's time-limit signal at any moment of a job, not only in the
+  training loop.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -111,3 +115,92 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise OSError(error.errno, error.strerror, str(path)) from error
         finally:
             temporary.unlink(missing_ok=True)
+
+
+class RequeueAnytime(L.Callback):
+    """SLURM's SIGUSR1 (sbatch ``--signal=USR1@T``: the time limit is near) handled at any moment
+    of the job. Lightning handles it only inside ``trainer.fit``'s loops, and inside its signal
+    handler, which saves a checkpoint (a collective) wherever the signal lands: in the middle of
+    another checkpoint's save the ranks deadlocked until the time limit. Before the loops, and in
+    the end-of-fit analyses and the holdout test after them, the signal's default action killed
+    the job, FAILED, with half its figures written.
+
+    :meth:`install` puts one handler in place for the whole job, so Lightning leaves the signal to it:
+    - in the training loop it only notes the signal; at the next batch's end, a point every rank
+      reaches, the ranks agree that one of them got it, save an hpc checkpoint together and rank
+      zero requeues the job;
+    - elsewhere rank zero requeues the job at once. At the end of the fit this callback (first in
+      the list) has saved an hpc checkpoint of the finished training, so the requeued job resumes
+      there, finds training done and runs the analyses and the test again, from the start, once.
+    Either way W&B's run is closed and every rank then leaves with status 0, quietly: SLURM cancels
+    the step as it requeues the job, and would otherwise leave tracebacks from W&B's killed service
+    and from ranks whose peers have gone.
+    """
+
+    def __init__(self) -> None:
+        self.training = False
+        self.signalled = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGUSR1, self._handle)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.training = True
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if trainer.strategy.reduce_boolean_decision(self.signalled, all=False):  # any rank signalled
+            _leave(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.training = False
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning's own rule for the name (hpc_ckpt_N.ckpt, N one more than the newest), which its
+        # SLURM resume looks for; every rank calls save_checkpoint, rank zero writes
+        trainer.save_checkpoint(trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir))
+        if self.signalled:  # the signal came after the last batch, in the last validation
+            _leave(None)
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.training:
+            self.signalled = True  # acted on at the next batch's end
+            return
+        _leave(None)
+
+
+def _leave(trainer: L.Trainer | None) -> None:
+    """Requeue the job and leave: SLURM cancels the job step the moment the job is requeued,
+    SIGTERM to every process of it, W&B's service included. So SIGTERM is ignored (Lightning's own
+    handler would broadcast to ranks that are leaving), W&B's run is closed first, with ``trainer``
+    an hpc checkpoint is saved (by every rank together), rank zero requeues, and every rank exits."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _finish_wandb()
+    if trainer is not None:
+        trainer.save_checkpoint(trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir))
+    _requeue(in_training=trainer is not None)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    logging.shutdown()
+    os._exit(0)  # nothing half-written is left: the checkpoints are whole, the rest is redone
+
+
+def _finish_wandb() -> None:
+    """Close this process's W&B run, if it has one, while W&B's service still runs."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()
+
+
+def _requeue(in_training: bool) -> None:
+    """``scontrol requeue`` this job from rank zero."""
+    job = os.environ.get("SLURM_ARRAY_JOB_ID")
+    job = f"{job}_{os.environ['SLURM_ARRAY_TASK_ID']}" if job else os.environ.get("SLURM_JOB_ID", "")
+    if int(os.environ.get("SLURM_PROCID", "0")) != 0 or not job:
+        return
+    done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True, check=False)
+    where = "in the training loop (an hpc checkpoint saved)" if in_training else "outside the training loop"
+    if done.returncode == 0:
+        log.warning("SLURM's time-limit signal %s: job %s requeued; it resumes from the run's newest hpc checkpoint.",
+                    where, job)
+    else:
+        log.error("SLURM's time-limit signal: requeueing job %s failed (%s)", job, done.stderr.strip())
