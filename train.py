@@ -321,6 +321,10 @@ def train(cfg: DictConfig) -> float | None:
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
     log.info("Run folder: %s", cfg.paths.output_dir)
+    if requeue:  # the job's work is done: a time-limit signal from now on, up to the process's exit, is moot
+        import signal
+
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     return None if metric is None else float(metric)
 
 

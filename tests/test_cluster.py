@@ -126,7 +126,7 @@ def test_slurm_s_own_time_limit_signal_preempts_twice_and_the_job_finishes_once(
                        "+callbacks.slow._target_=test_cluster.SlowSteps", f"+callbacks.slow.seconds={STEP_SECONDS}",
                        "+callbacks.slow_end._target_=test_cluster.SlowFitEnd", "+callbacks.slow_end.seconds=150",
                        f"+callbacks.slow_end.marker={tmp_path / 'slept'}", *ANALYSIS_AFTER_SLOW_END])
-    assert wait_for(job, env, timeout=600) == "COMPLETED"
+    assert wait_for(job, env, timeout=900) == "COMPLETED"
     run = tmp_path / "runs" / job
     log = Path(str(output).replace("%j", job)).read_text()
     assert "Traceback" not in log, log[-3000:]
