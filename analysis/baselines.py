@@ -73,13 +73,22 @@ def mean_fill(images: torch.Tensor, hole: Hole) -> torch.Tensor:
     return torch.where(holes, mean[..., None, None], images)
 
 
+def _to_uint8(images: torch.Tensor) -> np.ndarray:
+    """``[N, S, S, 3]`` C-contiguous uint8 pixels, as OpenCV takes them (it writes an output it
+    cannot take as it is into a copy, and the result is lost)."""
+    return np.ascontiguousarray((images.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8))
+
+
+def _filled(pixels: np.ndarray, images: torch.Tensor, holes: torch.Tensor) -> torch.Tensor:
+    """OpenCV's uint8 fill back in ``images``' dtype and device, on the holes only."""
+    out = (torch.from_numpy(pixels).permute(0, 3, 1, 2).to(images.dtype) / 255).to(images.device)
+    return torch.where(holes, out, images)
+
+
 def _opencv(images: torch.Tensor, hole: Hole, method: int, radius: int) -> torch.Tensor:
     holes = _holes(hole, images)
-    pixels = (images.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
     masks = holes[:, 0].cpu().numpy().astype(np.uint8) * 255
-    filled = np.stack([cv2.inpaint(p, h, radius, method) for p, h in zip(pixels, masks)])
-    out = (torch.from_numpy(filled).permute(0, 3, 1, 2).to(images.dtype) / 255).to(images.device)
-    return torch.where(holes, out, images)
+    return _filled(np.stack([cv2.inpaint(p, h, radius, method) for p, h in zip(_to_uint8(images), masks)]), images, holes)
 
 
 def telea(images: torch.Tensor, hole: Hole, radius: int = 5) -> torch.Tensor:
@@ -113,16 +122,14 @@ def shift_map(images: torch.Tensor, hole: Hole) -> torch.Tensor:
     on 8-bit pixels in CIELab (as it expects colour images): each hole pixel copied from one known
     pixel by one of a few dominant offsets."""
     holes = _holes(hole, images)
-    # C-contiguous: cv2 writes an output it cannot take as it is into a copy, and the result is lost
-    pixels = np.ascontiguousarray((images.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8))
+    pixels = _to_uint8(images)
     known = (~holes[:, 0].cpu().numpy()).astype(np.uint8) * 255  # shift-map's mask marks the known pixels
     filled = np.empty_like(pixels)
     for image, mask, out in zip(pixels, known, filled):
         lab = np.zeros_like(image)
         cv2.xphoto.inpaint(cv2.cvtColor(image, cv2.COLOR_RGB2Lab), mask, lab, cv2.xphoto.INPAINT_SHIFTMAP)
         out[:] = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
-    out = (torch.from_numpy(filled).permute(0, 3, 1, 2).to(images.dtype) / 255).to(images.device)
-    return torch.where(holes, out, images)
+    return _filled(filled, images, holes)
 
 
 BASELINES = dict(zip(BASELINE_METHODS, (mean_fill, telea, navier_stokes, biharmonic, exemplar_fill, shift_map), strict=True))
