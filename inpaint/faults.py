@@ -128,7 +128,8 @@ class RequeueAnytime(L.Callback):
     :meth:`install` puts one handler in place for the whole job, so Lightning leaves the signal to it:
     - in the training loop it only notes the signal; at the next batch's end, a point every rank
       reaches, the ranks agree that one of them got it, save an hpc checkpoint together and rank
-      zero requeues the job;
+      zero requeues the job (after the last batch, at the end of the fit instead: the fit's own
+      saves, last.ckpt at the final step, come first);
     - elsewhere rank zero requeues the job at once. At the end of the fit this callback (first in
       the list) has saved an hpc checkpoint of the finished training, so the requeued job resumes
       there, finds training done and runs the analyses and the test again, from the start, once.
@@ -148,8 +149,11 @@ class RequeueAnytime(L.Callback):
         self.training = True
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
-        if trainer.strategy.reduce_boolean_decision(self.signalled, all=False):  # any rank signalled
+        self.signalled = trainer.strategy.reduce_boolean_decision(self.signalled, all=False)  # any rank signalled
+        if self.signalled and not _last_batch(trainer):
             _leave(trainer)
+        # after the last batch the fit's own saves (last.ckpt at the final step) come first: a job
+        # requeued with training done never writes them; the end of the fit then leaves
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.training = False
@@ -158,7 +162,7 @@ class RequeueAnytime(L.Callback):
         # Lightning's own rule for the name (hpc_ckpt_N.ckpt, N one more than the newest), which its
         # SLURM resume looks for; every rank calls save_checkpoint, rank zero writes
         trainer.save_checkpoint(trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir))
-        if self.signalled:  # the signal came after the last batch, in the last validation
+        if self.signalled:  # the signal came in or after the last batch
             _leave(None)
 
     def _handle(self, signum: int, frame) -> None:
@@ -166,6 +170,14 @@ class RequeueAnytime(L.Callback):
             self.signalled = True  # acted on at the next batch's end
             return
         _leave(None)
+
+
+def _last_batch(trainer: L.Trainer) -> bool:
+    """Whether training ends after this batch: its step limit reached, or its epoch limit at the epoch's last batch."""
+    if trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps:
+        return True
+    last_epoch = trainer.max_epochs not in (None, -1) and trainer.current_epoch + 1 >= trainer.max_epochs
+    return last_epoch and trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
 
 
 def _leave(trainer: L.Trainer | None) -> None:

@@ -271,3 +271,55 @@ def test_a_full_disk_ends_the_run_in_one_line_and_loses_nothing(small_disk):
     output = run(*common, "ckpt_path=last")
     assert f"at step {STEPS_PER_EPOCH}" in output
     assert load(run_dirs(logs)[1] / "checkpoints" / "last.ckpt")["global_step"] == 3 * STEPS_PER_EPOCH
+
+
+class Left(Exception):
+    """Raised by a patched ``_leave`` in place of requeueing and exiting the process."""
+
+
+class SignalAt(L.Callback):
+    """Sends this process SIGUSR1 as training batch ``batch`` starts, as SLURM's time-limit warning would."""
+
+    def __init__(self, batch: int) -> None:
+        self.batch = batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == self.batch:
+            os.kill(os.getpid(), signal.SIGUSR1)
+
+
+@pytest.mark.parametrize("batch, left_in_training", [(1, True), (3, False)])
+def test_slurm_s_signal_in_training_requeues_at_the_batch_end_and_in_the_last_batch_after_the_fit_s_saves(
+    tmp_path, monkeypatch, batch, left_in_training
+):
+    """Mid-training the job leaves at that batch's end with an hpc checkpoint of it; in the last batch
+    the fit finishes first, so last.ckpt holds the final step (a requeued job with training done would
+    never write it: a cluster run once ended with last.ckpt an epoch short), and the job leaves at the
+    fit's end."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.demos.boring_classes import BoringModel
+
+    from inpaint import faults
+
+    left = []
+
+    def leave(trainer):
+        left.append(trainer.global_step if trainer is not None else None)
+        raise Left
+
+    monkeypatch.setattr(faults, "_leave", leave)
+    requeue = faults.RequeueAnytime()
+    previous = signal.getsignal(signal.SIGUSR1)
+    requeue.install()
+    last = ModelCheckpoint(dirpath=tmp_path, filename="last", monitor=None, enable_version_counter=False)
+    trainer = L.Trainer(max_epochs=1, limit_train_batches=4, limit_val_batches=1, callbacks=[requeue, last, SignalAt(batch)],
+                        default_root_dir=tmp_path, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    try:
+        with pytest.raises(Left):
+            trainer.fit(BoringModel())
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert left == ([batch + 1] if left_in_training else [None])
+    if not left_in_training:
+        assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == 4
+        assert torch.load(tmp_path / "hpc_ckpt_1.ckpt", weights_only=True)["global_step"] == 4
