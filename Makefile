@@ -12,7 +12,7 @@ install: $(STAMP)
 
 # uv, installed into the venv by pip (so make needs only Python), installs in a third of pip's time;
 # it reads no pip.conf, so pip's find-links (where a local torch lies) are passed on
-UV = $(PY) -m uv pip install -q --python $(PY) $(foreach d,$(PIP_FIND_LINKS),--find-links $(d))
+UV = $(PY) -m uv pip install -q --compile-bytecode --python $(PY) $(foreach d,$(PIP_FIND_LINKS),--find-links $(d))
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
