@@ -12,13 +12,13 @@ import lightning as L
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from analysis.figures import run_figures, save_all, to_rgb_array
+from analysis.figures import run_figures, save_all
 from analysis.findings import table
 from analysis.report import analyse
 from analysis.results import ARRAYS, SUMMARY, Results
 from analysis.settings import AnalysisSettings
 from inpaint.data import ImageDataModule
-from inpaint.images import log_image
+from inpaint.images import log_image, read_png, takes_images
 from inpaint.module import InpaintingModule
 
 log = logging.getLogger(__name__)
@@ -49,20 +49,22 @@ class HoldoutAnalysis(L.Callback):
         folder = Path(self.folder or Path(trainer.default_root_dir) / "analysis")
         results.save(folder)
         figures = run_figures(results)
-        save_all(figures, folder)
-        log_results(trainer.loggers, results, figures, folder, trainer.global_step)
+        pictures = dict(zip(figures, save_all(figures, folder), strict=True))
+        log_results(trainer.loggers, results, pictures, folder, trainer.global_step)
         log.info("Analyses written to %s in %.1f s", folder, time.perf_counter() - start)
         if results.summary.get("findings"):
             log.info("Findings (verdict, claim, value [95 %% interval] vs threshold):\n%s", table(results.summary["findings"]))
 
 
-def log_results(loggers: list[Logger], results: Results, figures: Mapping, folder: Path, step: int) -> None:
-    """Every figure to every image-capable logger (``analysis/<figure>``) and the headline numbers
-    as metrics to all; to W&B also the curves as tables with line charts (so sweep runs overlay in
-    its UI), the findings as a table, the headline numbers in the run summary, and ``summary.json`` /
+def log_results(loggers: list[Logger], results: Results, pictures: Mapping[str, Path], folder: Path, step: int) -> None:
+    """Every figure, its saved PNG (``pictures[name]``: the same pixels as the files, and no figure
+    drawn twice), to every image-capable logger (``analysis/<figure>``) and the headline numbers as
+    metrics to all; to W&B also the curves as tables with line charts (so sweep runs overlay in its
+    UI), the findings as a table, the headline numbers in the run summary, and ``summary.json`` /
     ``results.npz`` as files of the run."""
-    for name, figure in figures.items():
-        log_image(loggers, f"analysis/{name}", to_rgb_array(figure), step)
+    if takes_images(loggers):
+        for name, path in pictures.items():
+            log_image(loggers, f"analysis/{name}", read_png(path), step)
     metrics = headline(results.summary)
     for logger in loggers:
         logger.log_metrics(metrics, step)

@@ -1,8 +1,8 @@
 """The paper's figures (F1-F10) and the extensions' figures: arrays in, a matplotlib ``Figure`` out.
 
 Only the object-oriented API is used (``matplotlib.figure.Figure``, no pyplot state), so figures can be
-drawn from any thread and under any backend. :func:`save` writes a PNG; :func:`to_rgb_array` renders a
-figure to an ``H x W x 3`` uint8 array for W&B or TensorBoard.
+drawn from any thread and under any backend. :func:`save` writes a PNG (the loggers get those
+files' pixels: no figure is drawn twice).
 
 Inputs may be torch tensors or numpy arrays. Images are in [0, 1], ``[3, S, S]`` or batches
 ``[N, 3, S, S]``; centre crops may come as vectors ``[D]``, D = m * m (grayscale) or 3 * m * m (RGB,
@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -52,13 +51,6 @@ def save(fig: Figure, path: str | Path, dpi: int = DPI) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, format="png")
     return path
-
-
-def to_rgb_array(fig: Figure) -> np.ndarray:
-    """The figure rendered by Agg at its own dpi, as an ``H x W x 3`` uint8 array."""
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def _as_numpy(x) -> np.ndarray:

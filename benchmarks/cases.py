@@ -32,6 +32,7 @@ BEST = {"dense_bottleneck": True, "channels_last": True, "fused_adam": True}  # 
 # in 3 minutes on a CPU without native bf16 (float32 throughout): the demo's width, fewer rows.
 TRAIN = {True: {"width": DEMO_WIDTH, "steps": 4, "warmup": 1, "repeats": 3},
          False: {"width": PAPER_WIDTH, "steps": 10, "warmup": 2, "repeats": 5}}  # ours needs 2 warm-up steps: 1 understates it
+DATA = {True: {"images": 512, "photos": 256, "repeats": 5}, False: {"images": 2048, "photos": 1024, "repeats": 5}}
 JACOBIAN = {True: {"width": DEMO_WIDTH, "loop_rows": 12, "repeats": 3, "ours_repeats": 1},
             False: {"width": PAPER_WIDTH, "loop_rows": 64, "repeats": 3, "ours_repeats": 3}}
 
@@ -272,7 +273,7 @@ def data(quick: bool, device: str) -> dict:
     from celeba_tree import make_celeba_tree
     from folder_tree import write_photographs
 
-    n, photos, repeats = (512, 256, 5) if quick else (2048, 1024, 5)
+    n, photos, repeats = DATA[quick]["images"], DATA[quick]["photos"], DATA[quick]["repeats"]
     with tempfile.TemporaryDirectory() as tmp:
         root = make_celeba_tree(Path(tmp), n_train=n, n_val=1, n_test=1)
         write_photographs(Path(tmp) / "photos", photos + 2, size=(640, 480), suffixes=(".jpg",))  # + val and holdout

@@ -21,6 +21,11 @@ def grid(rows: list[torch.Tensor], pad: int = 2, background: float = 1.0) -> np.
     return (canvas.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
+def takes_images(loggers: list[Logger]) -> bool:
+    """Whether any of ``loggers`` takes images (:func:`log_image` sends them to no other)."""
+    return any(isinstance(logger, (WandbLogger, TensorBoardLogger)) for logger in loggers)
+
+
 def log_image(loggers: list[Logger], key: str, image: np.ndarray, step: int, caption: str | None = None) -> None:
     """Log a uint8 ``[H, W, 3]`` image to every logger that takes images (others are skipped)."""
     for logger in loggers:
@@ -28,6 +33,12 @@ def log_image(loggers: list[Logger], key: str, image: np.ndarray, step: int, cap
             logger.log_image(key=key, images=[image], step=step, **({"caption": [caption]} if caption else {}))
         elif isinstance(logger, TensorBoardLogger):
             logger.experiment.add_image(key, image, step, dataformats="HWC")
+
+
+def read_png(path: Path) -> np.ndarray:
+    """A PNG file as a uint8 ``[H, W, 3]`` image."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def save_png(image: np.ndarray, path: Path) -> Path:

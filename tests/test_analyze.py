@@ -20,7 +20,7 @@ from analysis.comparison import compare, find_analyses
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["logger=csv", "callbacks.rich_progress_bar=null", "callbacks.model_summary=null"]
-SMOKE_ANALYSIS = ["analysis.examples=4", "analysis.baseline_images=16", "analysis.jacobian_images=1"]
+SMOKE_ANALYSIS = ["analysis.examples=4", "analysis.baseline_images=4", "analysis.jacobian_images=1"]
 
 
 def run(script: str, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from analysis import figures as F
+from inpaint.images import read_png
 from inpaint.masks import CenterMask
 from tolerances import rel_tol
 
@@ -38,13 +39,14 @@ def titled(fig: Figure) -> Figure:
     return fig
 
 
-def test_save_and_rgb_array(tmp_path):
+def test_save_writes_the_png_the_loggers_read(tmp_path):
     fig = F.fig_abs_cosine(np.linspace(1, 0, 20))
     path = F.save(fig, tmp_path / "sub" / "cos.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    rgb = F.to_rgb_array(fig)
+    rgb = read_png(path)
     assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3
-    assert rgb.shape[:2] == (round(fig.bbox.height), round(fig.bbox.width))
+    width, height = fig.get_size_inches() * F.DPI
+    assert rgb.shape[:2] == (round(height), round(width))
     assert rgb.min() < 128 < rgb.max()  # something was drawn on the white background
 
 
