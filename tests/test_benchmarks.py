@@ -2,6 +2,7 @@
 bounded: they are timings, on a shared host; the peak is measured at another moment than the work,
 so a load change between the two can push an efficiency past 1)."""
 
+import contextlib
 import json
 import math
 import subprocess
@@ -19,6 +20,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # benchmarks/ is not installed: importable from the root (as under `python -m pytest`)
 from benchmarks import Worker, cases  # noqa: E402
 TINY = {"base_channels": 8, "bottleneck": 64}
+
+
+@pytest.fixture(scope="module")
+def workers():
+    """One worker process of each kind (``retain_freed_memory`` False, True) for the whole file: each
+    new one imports torch and Lightning again, about 4 s."""
+    with Worker() as plain, Worker(retain_freed_memory=True) as retaining:
+        yield {False: plain, True: retaining}
+
+
+@pytest.fixture
+def shared_workers(workers, monkeypatch):
+    """The cases' workers are this file's: a case's two sides may share one process here (the
+    benchmarks give each its own, so that each side's heap stays its own: timings, not checked here)."""
+    monkeypatch.setattr(cases, "Worker", lambda retain_freed_memory=False: contextlib.nullcontext(workers[retain_freed_memory]))
 
 
 def measured(value) -> bool:
@@ -46,22 +62,22 @@ def test_the_data_case_times_both_loaders_from_jpegs_and_from_their_caches(monke
     assert "efficiency" not in data and data["efficiency_note"]  # I/O: no peak to compare with
 
 
-def test_workers_run_the_training_and_jacobian_jobs_in_their_own_processes():
+def test_workers_run_the_training_and_jacobian_jobs_in_their_own_processes(workers):
     best_on_cpu = cases.best_settings("cpu")
-    with Worker() as reference, Worker(retain_freed_memory=True) as best:
-        assert reference("fit", settings=cases.REFERENCE, width=TINY, batch=8, steps=3, warmup=1) > 0
-        assert best("fit", settings=best_on_cpu, width=TINY, batch=8, steps=3, warmup=1) > 0
-        flops = [reference("step_flops", settings=cases.REFERENCE, width=TINY, batch=b) for b in (2, 4)]
-        ours = best("step_flops", settings=best_on_cpu, width=TINY, batch=2)
-        assert best("jacobian", width=TINY) > 0
-        assert reference("loop", width=TINY, rows=[0, 5, 12287]) > 0
+    reference, best = workers[False], workers[True]
+    assert reference("fit", settings=cases.REFERENCE, width=TINY, batch=8, steps=3, warmup=1) > 0
+    assert best("fit", settings=best_on_cpu, width=TINY, batch=8, steps=3, warmup=1) > 0
+    flops = [reference("step_flops", settings=cases.REFERENCE, width=TINY, batch=b) for b in (2, 4)]
+    ours = best("step_flops", settings=best_on_cpu, width=TINY, batch=2)
+    assert best("jacobian", width=TINY) > 0
+    assert reference("loop", width=TINY, rows=[0, 5, 12287]) > 0
     assert flops[0] > 0 and flops[1] == 2 * flops[0]  # linear in the batch: the case counts at a small one and scales
     assert ours == flops[0]  # the same FLOPs: a 4x4 convolution on the 4x4 map is the dense bottleneck's matrix product
     with pytest.raises(RuntimeError, match="exited with code 1 during job 'no-such-job'"):
         Worker()("no-such-job")
 
 
-def test_train_and_jacobian_cases_report_their_efficiency(monkeypatch):
+def test_train_and_jacobian_cases_report_their_efficiency(monkeypatch, shared_workers):
     monkeypatch.setitem(cases.TRAIN, True, {"width": TINY, "steps": 2, "warmup": 1, "repeats": 1})
     monkeypatch.setitem(cases.JACOBIAN, True, {"width": TINY, "loop_rows": 2, "repeats": 1, "ours_repeats": 1})
     train = cases.train(True, "cpu")
@@ -78,20 +94,20 @@ def test_train_and_jacobian_cases_report_their_efficiency(monkeypatch):
     assert math.isclose(jacobian["efficiency"], jacobian["compute_bound_seconds"] / jacobian["full_seconds"])
 
 
-def test_the_pca_head_case_prices_the_head_against_the_same_model_without_it(monkeypatch):
+def test_the_pca_head_case_prices_the_head_against_the_same_model_without_it(monkeypatch, shared_workers):
     monkeypatch.setitem(cases.TRAIN, True, {"width": TINY, "steps": 2, "warmup": 1, "repeats": 1})
     head = cases.pca_head(True, "cpu")
     assert head["k"] == 256 and head["width"] == TINY
     assert measured(head["with_head_images_per_s"]) and measured(head["without_head_images_per_s"])
     assert math.isclose(head["ratio"], head["with_head_images_per_s"] / head["without_head_images_per_s"])
     settings = cases.best_settings("cpu")
-    with Worker() as worker:  # the head's side does run the head: its two products per channel, forward and backward
+    with cases.Worker() as worker:  # the head's side does run the head: its two products per channel, forward and backward
         plain = worker("step_flops", settings=settings, width=TINY, batch=2)
         with_head = worker("step_flops", settings={**settings, "pca_components": 256}, width=TINY, batch=2)
     assert with_head - plain >= 2 * 2 * 3 * 4096 * 256 * 2  # at least the forward's 2 products x 2 FLOPs x batch 2
 
 
-def test_the_unet_case_sets_its_throughput_beside_the_context_encoders(monkeypatch):
+def test_the_unet_case_sets_its_throughput_beside_the_context_encoders(monkeypatch, shared_workers):
     monkeypatch.setitem(cases.TRAIN, True, {"width": TINY, "steps": 2, "warmup": 1, "repeats": 1})
     monkeypatch.setattr(cases, "DEMO_WIDTH", TINY)
     unet = cases.unet(True, "cpu")
