@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-avx2 test-slow test-cluster test-all bench gpu-check clean
+.PHONY: install train test test-avx2 test-slow test-cluster test-browser test-all bench gpu-check clean
 
 install: $(STAMP)
 
@@ -45,6 +45,9 @@ test-slow: install  ## only the slow tests
 
 test-cluster: install  ## the tests against a real one-node SLURM cluster, started and stopped here (root: installs SLURM)
 	$(PY) -m pytest -q -m cluster $(ARGS)
+
+test-browser: install  ## the tests in a real browser (as root: installs Debian's chromium and chromium-driver)
+	$(PY) -m pytest -q -m browser $(ARGS)
 
 test-all: install
 	$(PY) -m pytest -q -m "slow or not slow" $(ARGS)

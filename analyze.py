@@ -4,6 +4,7 @@
     python analyze.py 'ckpt_path=[A.ckpt,B.ckpt]'            # one sub-folder each, and RUN_DIR/comparison/
     python analyze.py replot=RUN                              # redraw RUN's figures from its saved results
     python analyze.py 'compare=[RUN_A,RUN_B]'                 # or a sweep folder: RUN_DIR/comparison/
+    python analyze.py explore=RUN                             # any pixel's weight map, in the browser
 
 A checkpoint inside a run folder is analysed with that run's data settings (its .hydra/config.yaml),
 unless the command line sets data (``data=...`` replaces them, ``data.KEY=...`` changes one).
@@ -15,8 +16,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -107,6 +108,7 @@ def analyse_checkpoints(cfg: DictConfig, settings: AnalysisSettings, out: Path) 
     import lightning as L
 
     from analysis.comparison import compare
+    from analysis.explorer_page import write_run_explorer
     from analysis.figures import run_figures, save_all
     from analysis.report import analyse
     from inpaint.module import module_from_checkpoint
@@ -125,6 +127,7 @@ def analyse_checkpoints(cfg: DictConfig, settings: AnalysisSettings, out: Path) 
         results.summary["run"] = {"checkpoint": str(path), "overrides": overrides, "data": OmegaConf.to_container(data)}
         results.save(folder)
         save_all(run_figures(results), folder)
+        write_run_explorer(folder, model.generator, datamodule.holdout_dataloader(), model.mask, settings, results)
         folders.append(folder)
         log.info("%s: hole PSNR %.2f dB, SSIM %.3f -> %s", path, results.summary["metrics"]["psnr"], results.summary["metrics"]["ssim"], folder)
     if len(folders) > 1:
@@ -163,13 +166,98 @@ def replot(source: str, out: Path, settings: AnalysisSettings) -> None:
     log.info("Redrew %d analysis(es) of %s into %s in %.1f s", len(folders), source, out / "analysis", time.perf_counter() - start)
 
 
+def explore_checkpoint(target: Path) -> Path:
+    """The checkpoint ``explore=`` names: itself, or a run folder's ``checkpoints/last.ckpt``."""
+    if target.is_dir():
+        ckpt = target / "checkpoints" / "last.ckpt"
+        if not ckpt.is_file():
+            raise InpaintError(f"explore={target} holds no checkpoints/last.ckpt: pass the folder of a run that trained "
+                               f"(logs/train/runs/RUN), or explore=PATH/TO/A.ckpt.")
+        return ckpt
+    if not target.is_file():
+        raise InpaintError(f"explore={target} does not exist: pass a run folder (logs/train/runs/RUN) or a checkpoint.")
+    return target
+
+
+def read_image(path: Path, size: int):
+    """An image file as a ``[3, size, size]`` float tensor in [0, 1]: its centred square, resized."""
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
+    except (OSError, UnidentifiedImageError) as error:
+        raise InpaintError(f"explorer.image={path} cannot be read as an image ({error}): pass a PNG or JPEG file.") from error
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    image = image.crop((left, top, left + side, top + side)).resize((size, size), Image.Resampling.BICUBIC)
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
+
+
+def explore(cfg: DictConfig, settings: AnalysisSettings) -> None:
+    """Serve the weight-map explorer of a run (or a checkpoint) on ``explorer.host:explorer.port``
+    until Ctrl-C: its holdout's first ``explorer.images`` images (each with its hole), or
+    ``explorer.image`` with the first holdout image's hole."""
+    from inpaint.checkpoint import read_model_checkpoint
+
+    ckpt = explore_checkpoint(Path(str(cfg.explore)).expanduser())
+    checkpoint = read_model_checkpoint(ckpt, mmap=True)
+    data, image_size, _ = data_for(ckpt, cfg, list(HydraConfig.get().overrides.task))
+    check_model_fits(checkpoint["hyper_parameters"], ckpt, cfg.mask_size, image_size)
+    named = None if cfg.explorer.image is None else read_image(Path(str(cfg.explorer.image)).expanduser(), image_size)
+    device = resolve_device(str(cfg.device))
+    import hydra.utils
+    import numpy as np
+
+    from analysis.explorer import Scene
+    from analysis.explorer_page import svd_payload
+    from analysis.explorer_server import Explorer, serve
+    from analysis.jacobian import AUTHORS_P
+    from analysis.report import known_of
+    from inpaint.data.datamodule import split_batch
+    from inpaint.module import module_from_checkpoint
+
+    model = module_from_checkpoint(checkpoint, ckpt, device)
+    datamodule = hydra.utils.instantiate(data, mask=model.hparams.get("mask"))
+    images, holes = [], []
+    for batch in datamodule.holdout_dataloader():
+        batch_images, known = split_batch(batch)
+        images.extend(batch_images)
+        holes.extend(known_of(batch_images, known, model.mask).split(1))
+        if len(images) >= cfg.explorer.images:
+            break
+    names = [f"holdout image {i}" for i in range(min(len(images), cfg.explorer.images))]
+    if named is not None:
+        images, holes, names = [named], holes[:1], [Path(str(cfg.explorer.image)).name]
+    ps = sorted(set(settings.ps) | set(AUTHORS_P))
+    saved = run_folder(ckpt)
+    svd = None
+    if saved is not None and (saved / "analysis" / "results.npz").is_file():  # the spectrum, where the analyses saved it
+        with np.load(saved / "analysis" / "results.npz") as arrays:
+            if "svd.singular_values" in arrays.files:
+                svd = svd_payload(arrays["svd.singular_values"], arrays["svd.input_vectors"], "float32")
+    explorer = Explorer(names, lambda i: Scene(model.generator, images[i], holes[i], ps, settings.exemplar_patch), svd)
+    server = serve(explorer, str(cfg.explorer.host), int(cfg.explorer.port))
+    url = f"http://{server.server_address[0]}:{server.server_address[1]}/"
+    log.info("Explorer of %s on %s: %s (Ctrl-C stops it)", ckpt, device, url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        log.info("Explorer stopped; it served %s at %s", ckpt, url)
+    finally:
+        server.server_close()
+
+
 @exit_on_user_error
 def run(cfg: DictConfig) -> None:
-    modes = [key for key in ("ckpt_path", "replot", "compare") if cfg.get(key) is not None]
+    modes = [key for key in ("ckpt_path", "replot", "compare", "explore") if cfg.get(key) is not None]
     if len(modes) != 1:
         raise InpaintError(
-            "analyze.py needs exactly one of ckpt_path=PATH (analyse checkpoints), replot=RUN_DIR (redraw its figures) "
-            f"or compare=[RUN_A,RUN_B] (compare saved runs); got {modes or 'none'}."
+            "analyze.py needs exactly one of ckpt_path=PATH (analyse checkpoints), replot=RUN_DIR (redraw its figures), "
+            f"compare=[RUN_A,RUN_B] (compare saved runs) or explore=RUN_DIR (any pixel's weight map in the browser); "
+            f"got {modes or 'none'}."
         )
     from inpaint.checks import check_writable
 
@@ -189,6 +277,8 @@ def run(cfg: DictConfig) -> None:
         from inpaint.malloc import retain_freed_memory
 
         retain_freed_memory()
+    if cfg.get("explore") is not None:
+        return explore(cfg, settings)
     return analyse_checkpoints(cfg, settings, out)
 
 

@@ -12,6 +12,7 @@ import lightning as L
 from lightning.pytorch.loggers import Logger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from analysis.explorer_page import write_run_explorer
 from analysis.figures import run_figures, save_all
 from analysis.findings import table
 from analysis.report import analyse
@@ -28,8 +29,9 @@ class HoldoutAnalysis(L.Callback):
     """At the end of ``fit``, on rank zero only: the global (PCA) and local (Jacobian) analyses and
     the classical baselines on the data module's holdout split, with the final weights.
 
-    Writes ``RUN_DIR/analysis/`` (``summary.json``, ``results.npz`` and one PNG per figure, drawn
-    from those results) and hands everything to the loggers (:func:`log_results`).
+    Writes ``RUN_DIR/analysis/`` (``summary.json``, ``results.npz``, one PNG per figure, drawn
+    from those results, and ``explorer.html``, the weight maps of the first image's hole pixels to
+    click through) and hands everything to the loggers (:func:`log_results`).
     ``settings`` are :class:`~analysis.report.AnalysisSettings` fields; ``folder`` defaults to
     ``RUN_DIR/analysis``.
     """
@@ -50,18 +52,21 @@ class HoldoutAnalysis(L.Callback):
         results.save(folder)
         figures = run_figures(results)
         pictures = dict(zip(figures, save_all(figures, folder), strict=True))
-        log_results(trainer.loggers, results, pictures, folder, trainer.global_step)
+        explorer = write_run_explorer(folder, pl_module.generator, datamodule.holdout_dataloader(), pl_module.mask,
+                                      self.settings, results)
+        log_results(trainer.loggers, results, pictures, folder, trainer.global_step, explorer)
         log.info("Analyses written to %s in %.1f s", folder, time.perf_counter() - start)
         if results.summary.get("findings"):
             log.info("Findings (verdict, claim, value [95 %% interval] vs threshold):\n%s", table(results.summary["findings"]))
 
 
-def log_results(loggers: list[Logger], results: Results, pictures: Mapping[str, Path], folder: Path, step: int) -> None:
+def log_results(loggers: list[Logger], results: Results, pictures: Mapping[str, Path], folder: Path, step: int,
+                explorer: Path | None = None) -> None:
     """Every figure, its saved PNG (``pictures[name]``: the same pixels as the files, and no figure
     drawn twice), to every image-capable logger (``analysis/<figure>``) and the headline numbers as
     metrics to all; to W&B also the curves as tables with line charts (so sweep runs overlay in its
-    UI), the findings as a table, the headline numbers in the run summary, and ``summary.json`` /
-    ``results.npz`` as files of the run."""
+    UI), the findings as a table, the weight-map ``explorer`` page as an HTML panel, the headline
+    numbers in the run summary, and ``summary.json`` / ``results.npz`` as files of the run."""
     if takes_images(loggers):
         for name, path in pictures.items():
             log_image(loggers, f"analysis/{name}", read_png(path), step)
@@ -80,6 +85,9 @@ def log_results(loggers: list[Logger], results: Results, pictures: Mapping[str, 
                 rows = [[e["id"], e["claim"], e["value"], *(e["interval"] or [None, None]), e["direction"], e["threshold"],
                          e["verdict"], e["authors"]] for e in results.summary["findings"]]
                 run.log({"analysis/findings": wandb.Table(columns=columns, data=rows)})
+            if explorer is not None:
+                with open(explorer) as page:
+                    run.log({"analysis/explorer": wandb.Html(page, inject=False)})
             run.summary.update(metrics)
             for path in (folder / SUMMARY, folder / ARRAYS):
                 run.save(str(path), base_path=str(folder.parent), policy="now")

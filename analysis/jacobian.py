@@ -42,7 +42,7 @@ def named_pixels(m: int) -> dict[str, tuple[int, int]]:
 
 
 @contextmanager
-def _exact(generator: nn.Module, device: torch.device) -> Iterator[None]:
+def exact(generator: nn.Module, device: torch.device) -> Iterator[None]:
     """Eval mode (the network is only linear there), no autograd graph for the parameters and no
     autocast; every submodule's previous mode is restored afterwards."""
     modes = [(module, module.training) for module in generator.modules()]
@@ -156,7 +156,7 @@ def jacobian(
     if method not in ("auto", "rows", "code"):
         raise ValueError(f'jacobian method must be "auto", "rows" or "code", not {method!r}.')
     y = _batch_of_one(masked, "jacobian")
-    with _exact(generator, y.device):
+    with exact(generator, y.device):
         out_shape = generator(y).shape[1:]  # one forward pass, cheap next to the products
         index = torch.arange(math.prod(out_shape), device=y.device).view(out_shape)  # row of A_y per output scalar
         if pixels is None:
@@ -193,7 +193,7 @@ def jacobian_factors(generator: ContextEncoder, masked: torch.Tensor, chunk: int
     and the whole spectrum (:func:`factored_svd`) come cheaper from the halves. ``chunk`` as in
     :func:`jacobian`; the generator is left as it was."""
     y = _batch_of_one(masked, "jacobian_factors")
-    with _exact(generator, y.device):
+    with exact(generator, y.device):
         z = generator.encoder(y)
         decoder, encoder = _factors(generator, y, z, chunk)
         out_shape = generator.decoder(z).shape[1:]
@@ -226,7 +226,7 @@ def apply_jacobian(generator: nn.Module, masked: torch.Tensor, known: torch.Tens
     y = masked.detach().to(torch.float32)
     single = y.ndim == 3
     y = y.unsqueeze(0) if single else y
-    with _exact(generator, y.device):
+    with exact(generator, y.device):
         fy, ay_y = jvp(_network(generator, known), (y,), (y,))
     return (fy[0], ay_y[0]) if single else (fy, ay_y)
 
@@ -253,7 +253,7 @@ def pixel_rows(generator: nn.Module, masked: torch.Tensor, known: torch.Tensor, 
     y = _batch_of_one(masked, "pixel_rows")
     index = torch.arange(y.numel(), device=y.device).view(y.shape[1:])
     r, c = torch.as_tensor(pixels, dtype=torch.long, device=y.device).reshape(-1, 2).T
-    with _exact(generator, y.device):
+    with exact(generator, y.device):
         rows = _pulled_back(_network(generator, known), y, index[:, r, c].T.flatten(), chunk)
     return rows.reshape(-1, 3, *y.shape[1:])
 
@@ -278,7 +278,7 @@ def region_jacobian(generator: nn.Module, masked: torch.Tensor, known: torch.Ten
         raise ValueError("region_jacobian method 'code' needs a ContextEncoder (an encoder and a decoder meeting at a code).")
     index = torch.arange(y.numel(), device=y.device).view(y.shape[1:])
     network = _network(generator, known)
-    with _exact(generator, y.device):
+    with exact(generator, y.device):
         chunk = chunk or min(WHOLE_CHUNK, auto_chunk(network, y))
         rows = _pulled_back(network, y, index[:, region].flatten(), chunk)
     return rows.reshape(3, n, *y.shape[1:])
@@ -606,7 +606,7 @@ def matrix_free_spectrum(generator: nn.Module, masked: torch.Tensor, known: torc
     rows, cols = 3 * int(region.sum()), 3 * int(keep.sum())
     if not 0 < k < min(rows, cols):
         raise ValueError(f"matrix_free_spectrum: k={k} must lie in (0, {min(rows, cols)}).")
-    with _exact(generator, y.device):
+    with exact(generator, y.device):
         _, pull_back = vjp(network, y)
 
         def forward(v: np.ndarray) -> np.ndarray:

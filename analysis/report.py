@@ -80,7 +80,7 @@ def pca_window(mask: CenterMask | None, image_size: int) -> CenterMask:
     return mask if mask is not None else CenterMask(image_size, image_size // 2, 0)
 
 
-def _holes(images: torch.Tensor, known: torch.Tensor | None, mask: CenterMask | None) -> torch.Tensor:
+def known_of(images: torch.Tensor, known: torch.Tensor | None, mask: CenterMask | None) -> torch.Tensor:
     """The batch's ``known`` ``[N, 1, S, S]``: its own, or the centred square's."""
     if known is not None:
         return known.to(images.device)
@@ -105,7 +105,7 @@ def _stream(generator: Generator, batches: Iterable, settings: AnalysisSettings,
             break
         images = images.to(device)
         random = known is not None
-        known = _holes(images, known, mask)
+        known = known_of(images, known, mask)
         held.window = window = held.window or pca_window(mask if not random else None, images.shape[-1])
         filled = generator.to_image(generator.fill(generator.mask_input(images, known), known).float())
         inpainted = torch.where(known > 0.5, images, filled)
