@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -240,6 +241,7 @@ def explore(cfg: DictConfig, settings: AnalysisSettings) -> None:
                 svd = svd_payload(arrays["svd.singular_values"], arrays["svd.input_vectors"], "float32")
     explorer = Explorer(names, lambda i: Scene(model.generator, images[i], holes[i], ps, settings.exemplar_patch), svd)
     server = serve(explorer, str(cfg.explorer.host), int(cfg.explorer.port))
+    threading.Thread(target=explorer.warm, daemon=True).start()
     url = f"http://{server.server_address[0]}:{server.server_address[1]}/"
     log.info("Explorer of %s on %s: %s (Ctrl-C stops it)", ckpt, device, url)
     try:

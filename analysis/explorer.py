@@ -104,6 +104,13 @@ class Scene:
                 return picked
         return [(int(rows[len(rows) // 2]), int(cols[len(cols) // 2]))]
 
+    def exemplar(self) -> ExemplarField:
+        """The exemplar fill's correspondence field, found on first use (a fraction of a second): it
+        serves every pixel of the image."""
+        if self._field is None:
+            self._field = exemplar_field(self.original.cpu(), self.hole, self.patch)[1]
+        return self._field
+
     def maps(self, pixels: list[tuple[int, int]]) -> list[PixelMaps]:
         """The weight maps of ``pixels`` (image (row, col), each predicted by the generator)."""
         outside = [p for p in pixels if not (0 <= p[0] < self.size and 0 <= p[1] < self.size and self.region[p])]
@@ -113,9 +120,7 @@ class Scene:
         rows = pixel_rows(self.generator, self.masked, self.known[0], pixels).cpu()  # (P, 3, 3, S, S)
         colour = rows.square().sum(dim=(1, 2)).sqrt()
         biharmonic = biharmonic_weight_maps(self.hole, pixels).float()
-        if self._field is None:  # one exemplar fill per scene: its field serves every pixel
-            self._field = exemplar_field(self.original.cpu(), self.hole, self.patch)[1]
-        exemplar = self._field.weight_maps(pixels).float()
+        exemplar = self.exemplar().weight_maps(pixels).float()
         curves = phi_p(colour, self.hole, self.ps, zeroed=self.hole)
         acting = colour.masked_fill(torch.from_numpy(self.hole), 0)  # weights on the hole act on zeros
         return [

@@ -45,6 +45,13 @@ class Explorer:
                 self.scenes[index] = self.make_scene(index)
             return self.scenes[index]
 
+    def warm(self) -> None:
+        """Find the first image's exemplar field (run in a thread while the page loads, so the first
+        click costs what any other does)."""
+        scene = self.scene(0)
+        with self.lock:
+            scene.exemplar()
+
     def answer(self, path: str, query: dict[str, list[str]]) -> tuple[HTTPStatus, str, bytes]:
         """(status, content type, body) of a GET request."""
         if path in ("/", "/index.html"):
