@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--device cpu|cuda] [--out FILE] [--only train,jacobian,pca,data,pca_head,unet,unet_jacobian,exemplar]``:
+"""``python -m benchmarks [--quick] [--device cpu|cuda] [--out FILE] [--only train,jacobian,pca,data,pca_head,unet,unet_jacobian,exemplar,explorer]``:
 run the cases, print a table and write the results as JSON."""
 
 from __future__ import annotations
@@ -29,14 +29,18 @@ def table(results: dict) -> str:
         "unet A_y": ("unet_jacobian", "compute_bound_total_seconds", "total_seconds", "s", "ratio", "efficiency"),
         "exemplar": ("exemplar", "exhaustive_seconds", "ours_seconds", "s", "ratio", None),
     }
-    lines = [f"{'case':<10}{'reference':>14}{'ours':>14}  {'unit':<6}{'ratio':>8}{'ours eff.':>11}"]
+    # the explorer's click at three widths, against its budget (reference column)
+    headline.update({f"click {w.replace('context_encoder', 'CE')}": (("explorer", w), "budget_seconds", "click_seconds", "s", "ratio", "efficiency")
+                     for w in ("context_encoder_demo", "context_encoder_paper", "unet_demo")})
+    lines = [f"{'case':<16}{'reference':>14}{'ours':>14}  {'unit':<6}{'ratio':>8}{'ours eff.':>11}"]
     for name, (case, ref, ours, unit, ratio_key, efficiency) in headline.items():
+        case, part = case if isinstance(case, tuple) else (case, None)
         if case in results:
-            r = results[case]
+            r = results[case] if part is None else results[case][part]
             cells = [f"{v:14.3f}" if isinstance(v, float) else f"{v!s:>14}" for v in (r[ref], r[ours])]
             ratio = f"{r[ratio_key]:8.2f}" if r[ratio_key] is not None else f"{'-':>8}"
             eff = f"{r[efficiency]:11.0%}" if efficiency else f"{'-':>11}"
-            lines.append(f"{name:<10}{cells[0]}{cells[1]}  {unit:<6}{ratio}{eff}")
+            lines.append(f"{name:<16}{cells[0]}{cells[1]}  {unit:<6}{ratio}{eff}")
     return "\n".join(lines)
 
 

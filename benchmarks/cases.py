@@ -415,5 +415,44 @@ def exemplar(quick: bool, device: str) -> dict:
     return result
 
 
+def explorer(quick: bool, device: str) -> dict:
+    """A click on the explorer's live page (``analyze.py explore=``), the model loaded once: one
+    hole pixel's maps by :meth:`analysis.explorer.Scene.maps` (its three rows of A_y by reverse mode,
+    the biharmonic's and the exemplar's maps, phi_p, the centroid) on the centred 64 hole, for the
+    Context Encoder at the demo's and the paper's width and the U-Net at the demo's (random weights:
+    the time does not depend on them), the median over pixels after a warm-up, against the budgets
+    the explorer is held to (0.3 s at the demo's width, 1 s at the paper's). Its efficiency counts the
+    rows' FLOPs alone (a forward and three pull-backs, FlopCounterMode) at the float32 matmul peak: a
+    lower bound, the classical poles' maps left out."""
+    from analysis.explorer import Scene
+
+    torch.manual_seed(0)
+    image, known = torch.rand(3, 128, 128), torch.ones(1, 1, 128, 128)
+    known[..., 32:96, 32:96] = 0
+    pixels = [(64, 64), (40, 40), (33, 80), (90, 50), (70, 70)][: 3 if quick else 5]
+    peak = peak_matmul_flops(device)
+    result = {"hole": "centred 64 x 64 of 128 x 128", "pixels": len(pixels), "threads": torch.get_num_threads(),
+              "peak_matmul_flops_per_s": peak}
+    networks = {"context_encoder_demo": (lambda: ContextEncoder(64, **DEMO_WIDTH), 0.3),
+                "context_encoder_paper": (lambda: ContextEncoder(64, **PAPER_WIDTH), 1.0),
+                "unet_demo": (lambda: PartialConvUNet(base_channels=DEMO_WIDTH["base_channels"]), 0.3)}
+    for name, (build, budget) in networks.items():
+        scene = Scene(build().eval().to(device), image, known, [0.1, 0.25, 0.5, 1.0])
+        scene.exemplar()  # found while the page loads (analyze.py warms it in a thread)
+        scene.maps(pixels[:1])  # warm-up
+        seconds = statistics.median(timed(lambda p=p: scene.maps([p]), device) for p in pixels)
+        y = scene.masked[None]
+        fill = scene.generator.fill
+        with torch.no_grad():
+            _, pull_back = vjp(lambda v, fill=fill: fill(v, scene.known), y)
+        # one forward, then a pull-back per output channel of the pixel (pixel_rows' vmapped three)
+        flops = _flops(lambda: fill(y, scene.known)) + 3 * _flops(lambda: pull_back(torch.ones_like(y)))
+        result[name] = {"click_seconds": seconds, "budget_seconds": budget, "ratio": budget / seconds,
+                        "rows_flops": flops, "efficiency": flops / peak / seconds}
+    result["note"] = "ratio: the budget over the click's seconds (above 1: within it)"
+    return result
+
+
 CASES = {"train": train, "jacobian": jacobian_case, "pca": pca, "data": data, "pca_head": pca_head, "unet": unet,
-         "unet_jacobian": unet_jacobian, "exemplar": exemplar}
+         "unet_jacobian": unet_jacobian, "exemplar": exemplar,
+         "explorer": explorer}

@@ -152,3 +152,13 @@ def test_a_device_the_benchmarks_cannot_use_is_refused_in_one_line(device, says,
     with pytest.raises(SystemExit) as exited:  # argparse's error: usage and the message on stderr, status 2
         main(["--device", device])
     assert exited.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_the_explorer_case_times_a_click_at_each_width_against_its_budget(monkeypatch):
+    monkeypatch.setattr(cases, "DEMO_WIDTH", TINY)
+    monkeypatch.setattr(cases, "PAPER_WIDTH", TINY)
+    result = cases.explorer(True, "cpu")
+    for name, budget in (("context_encoder_demo", 0.3), ("context_encoder_paper", 1.0), ("unet_demo", 0.3)):
+        click = result[name]
+        assert click["budget_seconds"] == budget and measured(click["click_seconds"]) and click["rows_flops"] > 0
+        assert math.isclose(click["ratio"], budget / click["click_seconds"]) and measured(click["efficiency"])
