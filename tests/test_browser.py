@@ -9,6 +9,7 @@ same check."""
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,7 +125,10 @@ def test_the_static_page_draws_the_clicked_pixels_map_and_fetches_nothing(run, b
 
 
 def test_the_live_page_answers_any_pixel_with_its_exact_map_and_stops_on_ctrl_c(run, browser, tmp_path):
-    server = subprocess.Popen([sys.executable, str(ROOT / "analyze.py"), f"explore={run}", "explorer.port=0",
+    """On a run folder without its analyses (a run stopped before them): the checkpoint is enough."""
+    bare = tmp_path / "bare"
+    shutil.copytree(run, bare, ignore=shutil.ignore_patterns("analysis"))
+    server = subprocess.Popen([sys.executable, str(ROOT / "analyze.py"), f"explore={bare}", "explorer.port=0",
                                f"hydra.run.dir={tmp_path / 'out'}"], cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
     started = time.monotonic()
@@ -141,7 +145,8 @@ def test_the_live_page_answers_any_pixel_with_its_exact_map_and_stops_on_ctrl_c(
         pixel = (70, 41)
         shown = click(browser, pixel)
         assert tuple(shown["pixel"]) == pixel and shown["channel"] == "colour"
-        right, wrong = expected_maps(run, [pixel, (pixel[0] + 1, pixel[1])])
+        right, wrong = expected_maps(bare, [pixel, (pixel[0] + 1, pixel[1])])
+        assert "not saved" in browser.find_element("id", "spectrum-caption").text  # no analysis: no spectrum
         values = np.array(shown["values"])
         # float32 over its scale, from the server's own reverse-mode pass: float32 rounding of each
         # sum over the 3 x 128 x 128 inputs, relative to the map's scale
@@ -153,5 +158,5 @@ def test_the_live_page_answers_any_pixel_with_its_exact_map_and_stops_on_ctrl_c(
     finally:
         server.send_signal(signal.SIGINT)  # Ctrl-C
         rest, _ = server.communicate(timeout=30)
-    assert server.returncode == 0 and f"Explorer stopped; it served {run / 'checkpoints' / 'last.ckpt'} at {url}" in rest
+    assert server.returncode == 0 and f"Explorer stopped; it served {bare / 'checkpoints' / 'last.ckpt'} at {url}" in rest
     assert "Traceback" not in rest
