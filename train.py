@@ -44,6 +44,16 @@ def gpus_per_node(accelerator: str, devices: int | str) -> int | str:
 OmegaConf.register_new_resolver("gpus_per_node", gpus_per_node, replace=True)
 
 
+def without_sacct_warnings(record: logging.LogRecord) -> bool:
+    """hydra/launcher=slurm: submitit polls its jobs' states with ``sacct``, which a cluster without
+    SLURM's accounting database refuses; it then goes by each job's result file, which is all a sweep
+    needs, but warns at every poll. Those warnings are dropped (submitit's other messages stay)."""
+    return "Bypassing sacct error" not in record.getMessage()
+
+
+logging.getLogger("submitit").addFilter(without_sacct_warnings)
+
+
 class OutputFolderCheck(Callback):
     """Refuse a run or sweep folder that cannot be written, with one line and exit status 2, before
     Hydra makes it (Hydra's own failure would be a traceback). Registered in conf/train.yaml."""

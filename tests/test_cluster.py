@@ -4,7 +4,9 @@ cannot run (not root and SLURM not installed)."""
 
 import os
 import re
+import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -37,6 +39,17 @@ class SlowFitEnd(L.Callback):
         if not self.marker.exists():
             self.marker.touch()
             time.sleep(self.seconds)
+
+class RankPids(L.Callback):
+    """Writes ``folder/rank-N.pid`` (N: the global rank) as training starts, so a test can signal one task."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / f"rank-{trainer.global_rank}.pid").write_text(str(os.getpid()))
+
 
 pytestmark = pytest.mark.cluster
 SCRIPT = Path(__file__).resolve().parent / "cluster" / "cluster.sh"
@@ -145,3 +158,90 @@ def test_slurm_s_own_time_limit_signal_preempts_twice_and_the_job_finishes_once(
     assert log.count("time-limit signal outside the training loop") == 1 and "time-limit signal in the training loop" in log
     ids = {path.name.rsplit("-", 1)[1] for path in (run / "wandb").glob("offline-run-*")}
     assert len(ids) == 1  # one W&B run across the requeues
+
+
+def wait_for_file(path: Path, job: str, env: dict, timeout: float = 300) -> None:
+    """Until ``path`` exists; fails at once if the job has left the running states."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        state = job_field(job, env, "JobState")
+        assert state in ("PENDING", "CONFIGURING", "RUNNING"), f"job {job} is {state}, {path.name} never appeared"
+        assert time.monotonic() < deadline, f"{path} did not appear in {timeout} s"
+        time.sleep(0.5)
+
+
+# a long run (400 batches of 0.3 s at the least) whose tasks write their pids
+LONG_RUN = [*CPU_RUN, "trainer.max_steps=800", "trainer.max_epochs=-1", "data.train_size=1024", "callbacks.analysis=null",
+            "+callbacks.slow._target_=test_cluster.SlowSteps", f"+callbacks.slow.seconds={STEP_SECONDS}",
+            "+callbacks.pids._target_=test_cluster.RankPids"]
+KILLED_WITHIN = 60  # seconds from a task's death to the job's end; without srun's --kill-on-bad-exit, DDP's 30-minute timeout
+
+
+def test_a_task_killed_ends_the_job_at_once_and_its_output_names_the_rank(cluster, tmp_path):
+    """SIGKILL to rank 1 mid-training (as the kernel's out-of-memory killer would): srun ends the
+    other task (docs/train.sbatch: --kill-on-bad-exit=1) instead of leaving rank 0 waiting for it in
+    the next all-reduce, and the job's output says which task died and how."""
+    env = {**cluster, "INPAINT_RUNS": str(tmp_path / "runs"), "WANDB_MODE": "offline", "WANDB_SILENT": "true",
+           "PYTHONPATH": str(ROOT / "tests")}
+    output = tmp_path / "slurm.out"
+    job = submit(env, *CPU_JOB, "--time=10", f"--output={output}", args=[*LONG_RUN, f"+callbacks.pids.folder={tmp_path / 'pids'}"])
+    wait_for_file(tmp_path / "pids" / "rank-1.pid", job, env)
+    time.sleep(2)  # inside the training loop: past the first batches' collectives
+    os.kill(int((tmp_path / "pids" / "rank-1.pid").read_text()), signal.SIGKILL)
+    killed = time.monotonic()
+    assert wait_for(job, env, timeout=KILLED_WITHIN) == "FAILED"
+    log = output.read_text()
+    assert re.search(r"task 1: Killed", log), log[-3000:]
+    assert time.monotonic() - killed < KILLED_WITHIN
+
+
+def test_scancel_mid_training_leaves_a_last_checkpoint_that_ckpt_path_last_resumes(cluster, tmp_path):
+    """scancel in the middle of an epoch: last.ckpt (written through a rename, so whole whenever the
+    kill lands) loads, and a job submitted with ckpt_path=last resumes from it. (srun forces the
+    step's end at once here, before the SIGTERM checkpoint of the step reached is written: the run
+    resumes from the last epoch's end.)"""
+    logs = tmp_path / "logs"
+    env = {**cluster, "INPAINT_RUNS": str(logs / "smoke" / "runs"), "WANDB_MODE": "offline", "WANDB_SILENT": "true",
+           "PYTHONPATH": str(ROOT / "tests")}
+    job = submit(env, *CPU_JOB, "--time=10", f"--output={tmp_path / 'first.out'}",
+                 args=[*LONG_RUN, f"+callbacks.pids.folder={tmp_path / 'pids'}"])
+    last = logs / "smoke" / "runs" / job / "checkpoints" / "last.ckpt"
+    wait_for_file(last, job, env)  # the first epoch's end (32 batches)
+    time.sleep(3)  # into the second epoch
+    subprocess.run(["scancel", job], env=env, check=True)
+    assert wait_for(job, env) == "CANCELLED"
+    step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    assert step >= 64  # the first epoch's end at least (2 optimiser steps a batch x 32 batches)
+    resumed = submit(env, *CPU_JOB, "--time=10", f"--output={tmp_path / 'resumed.out'}",
+                     args=[*CPU_RUN, "ckpt_path=last", f"paths.log_dir={logs}", f"trainer.max_steps={step + 8}",
+                           "trainer.max_epochs=-1", "data.train_size=1024", "callbacks.analysis=null", "test=false"])
+    assert wait_for(resumed, env, timeout=300) == "COMPLETED"
+    assert f"Resuming from {last} at step {step}" in (tmp_path / "resumed.out").read_text()
+    again = torch.load(logs / "smoke" / "runs" / resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert again["global_step"] == step + 8
+
+
+def test_a_sweep_through_the_slurm_launcher_runs_each_point_as_a_job_then_compares_them(cluster, tmp_path):
+    """``python train.py -m hydra/launcher=slurm ...``: submitit submits one SLURM job a sweep point
+    (here one CPU task each, so both run at once on the 2-CPU node), waits for them and the sweep
+    ends with its comparison; this cluster has no accounting (no sacct), and nothing says so."""
+    sweep = tmp_path / "sweep"
+    env = {**cluster, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    done = subprocess.run(
+        [sys.executable, "train.py", "-m", "hydra/launcher=slurm", "trainer=slurm", "trainer.accelerator=cpu", "trainer.devices=1",
+         "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", "hydra.launcher.timeout_min=10",
+         "experiment=smoke", "mask=center16,center64", f"hydra.sweep.dir={sweep}", "logger=csv",
+         "callbacks.rich_progress_bar=null", "callbacks.model_summary=null"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert "sacct" not in output and "Traceback" not in output, output[-3000:]
+    jobs = sorted(p.name for p in (sweep / ".submitit").iterdir() if re.fullmatch(r"\d+_\d+", p.name))
+    assert len(jobs) == 2  # SLURM's ids of a job array's two tasks, ARRAYJOB_TASK
+    assert all(job_field(job, env, "JobState") == "COMPLETED" for job in jobs)
+    for point, size in (("0", 16), ("1", 64)):
+        ckpt = torch.load(sweep / point / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+        assert ckpt["hyper_parameters"]["mask_size"] == size
+        assert (sweep / point / "analysis" / "summary.json").is_file()
+    rows = (sweep / "comparison" / "runs.csv").read_text().splitlines()
+    assert len(rows) == 3  # the header and the two runs

@@ -5,6 +5,7 @@ run folders of their own for runs started in the same second."""
 import csv
 import importlib
 import json
+import logging
 import os
 import re
 import signal
@@ -442,6 +443,15 @@ def test_slurm_launcher_asks_for_gpus_only_when_the_trainer_uses_them():
     for accelerator, gpus in (("cpu", 0), ("gpu", 2), ("cuda", 2), ("auto", 2)):
         cfg = composed("hydra/launcher=slurm", "trainer=slurm", "trainer.devices=2", f"trainer.accelerator={accelerator}")
         assert OmegaConf.to_container(cfg.hydra.launcher, resolve=True)["gpus_per_node"] == gpus, accelerator
+
+
+def test_submitits_sacct_warnings_are_dropped_and_its_other_messages_kept(caplog):
+    train_script()  # as hydra/launcher=slurm finds it: train.py imported first
+    logger = logging.getLogger("submitit")
+    with caplog.at_level(logging.WARNING, logger="submitit"):
+        logger.warning("Call #3 - Bypassing sacct error Command '['sacct']' returned non-zero exit status 1., status may be inaccurate.")
+        logger.warning("Job 12 has failed")
+    assert [record.getMessage() for record in caplog.records] == ["Job 12 has failed"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -58,9 +58,10 @@ SBATCH_SCRIPT = ROOT / "docs" / "train.sbatch"
 
 
 def sbatch_train_line() -> list[str]:
-    """The train.py arguments of docs/train.sbatch's ``srun python train.py ... "$@"`` line, less its run folder."""
-    line = next(line for line in SBATCH_SCRIPT.read_text().splitlines() if line.startswith("srun python train.py"))
-    return [a for a in shlex.split(line)[3:] if a != "$@" and not a.startswith("hydra.run.dir=")]
+    """The train.py arguments of docs/train.sbatch's ``srun [options] python train.py ... "$@"`` line, less its run folder."""
+    words = next(shlex.split(line) for line in SBATCH_SCRIPT.read_text().splitlines() if line.startswith("srun "))
+    start = words.index("train.py") + 1
+    return [a for a in words[start:] if a != "$@" and not a.startswith("hydra.run.dir=")]
 
 
 def documented_commands() -> list[tuple[str, str, list[str]]]:
