@@ -3,7 +3,8 @@ its data in it.
 
 - :func:`write_static` writes the page every run keeps, ``RUN_DIR/analysis/explorer.html``: one
   self-contained file (no network, no server), the weight maps of a grid of hole pixels of the first
-  analysed image in it (float16: the file stays under 10 MB), clickable as the live page is.
+  analysed image in it (``analysis.explorer_pixels``, 36 by default: a 6 x 6 grid over a square
+  hole, 4 maps of 128 x 128 float16 each, about 7 MB), clickable as the live page is.
 - :func:`page` with :func:`live_payload` is the live page ``analyze.py explore=`` serves; its maps
   come from the server at each click (float32, exact).
 """
@@ -29,7 +30,6 @@ from inpaint.masks import CenterMask
 from inpaint.models.contract import Generator
 
 TEMPLATE = Path(__file__).with_name("explorer.html")
-STATIC_PIXELS = 36  # a 6 x 6 grid over a square hole: 4 maps of 128 x 128 float16 each, ~6 MB in base64
 STATIC_CHANNELS = ("colour", "red")  # the page's own maps (the live page has every channel)
 ABOUT = ("A bias-free network is linear at each input, f(y) = A_y y: a predicted pixel's weight map is its row of A_y, "
          "how much each input pixel adds to it. Click a pixel of the hole; beside the network's map, the biharmonic "
@@ -123,11 +123,14 @@ def write_static(path: str | Path, scene: Scene, maps: Sequence[PixelMaps], name
 
 
 def write_run_explorer(folder: str | Path, generator: Generator, batches: Iterable, mask: CenterMask | None,
-                       settings: AnalysisSettings, results: Results) -> Path:
+                       settings: AnalysisSettings, results: Results) -> Path | None:
     """``folder/explorer.html`` for a finished analysis: the first holdout image (the first the
-    analyses measure), the maps of a grid of its hole pixels, and A_y's spectrum from ``results``."""
+    analyses measure), the maps of a grid of ``settings.explorer_pixels`` of its hole pixels, and
+    A_y's spectrum from ``results``; None with ``explorer_pixels`` 0."""
+    if settings.explorer_pixels == 0:
+        return None
     image, known = first_image(batches, mask)
     scene = Scene(generator, image, known, sorted(set(settings.ps) | set(AUTHORS_P)), settings.exemplar_patch)
-    maps = scene.maps(scene.grid(STATIC_PIXELS))
+    maps = scene.maps(scene.grid(settings.explorer_pixels))
     svd = svd_payload(results.arrays.get("svd.singular_values"), results.arrays.get("svd.input_vectors"), "float16")
     return write_static(Path(folder) / "explorer.html", scene, maps, "holdout image 0", svd)

@@ -39,6 +39,8 @@ class AnalysisSettings:
         exemplar_patch: the exemplar fill's patch side in pixels (at most the image's).
         far: pixels from the hole beyond which a weight counts as drawn from far (the share of each
             method's weight beyond it is reported beside the mean distance of its sources).
+        explorer_pixels: hole pixels of the first holdout image whose maps ``explorer.html`` holds
+            (a grid; 0: no page), about 0.19 MB each in the file.
         ps: the p of the phi_p curves (the authors' p are always added).
         pca_resamples: bootstrap resamples of the holdout crops on which both PCAs are fitted again,
             for the interval of the eigenvector similarity (0: none); each costs two PCA fits
@@ -60,6 +62,7 @@ class AnalysisSettings:
     svd_values: int = 64
     exemplar_patch: int = 7
     far: float = 8.0
+    explorer_pixels: int = 36
     ps: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(21))
     pca_resamples: int = 20
     resamples: int = 2000
@@ -73,9 +76,12 @@ class AnalysisSettings:
 
         for name, least in (("examples", 1), ("baseline_images", 1), ("jacobian_images", 1), ("pca_resamples", 0),
                             ("resamples", 10), ("seed", 0), ("exemplar_patch", 1),
-                            ("svd_dense_rows", 0), ("svd_values", 1)):
+                            ("svd_dense_rows", 0), ("svd_values", 1), ("explorer_pixels", 0)):
             if not whole(getattr(self, name), least):
                 raise InpaintError(f"analysis.{name} must be an integer >= {least}, not {getattr(self, name)!r}.")
+        if self.explorer_pixels > 50:
+            raise InpaintError(f"analysis.explorer_pixels={self.explorer_pixels}: explorer.html holds at most 50 pixels' maps "
+                               "(under 10 MB); the live page (analyze.py explore=RUN) shows any pixel.")
         if self.max_images is not None and not whole(self.max_images, 2):
             raise InpaintError(f"analysis.max_images must be null (all) or an integer >= 2 (the PCA needs two images), not {self.max_images!r}.")
         for name in ("grayscale", "svd"):

@@ -17,14 +17,16 @@ import torch
 
 from analysis.baselines import biharmonic_weight_maps
 from analysis.explorer import Scene
-from analysis.explorer_page import STATIC_PIXELS, svd_payload, write_static
+from analysis.explorer_page import svd_payload, write_run_explorer, write_static
 from analysis.explorer_server import Explorer, serve
 from analysis.jacobian import pixel_rows
+from analysis.settings import AnalysisSettings
 from inpaint.errors import InpaintError
 from inpaint.models import ContextEncoder, PartialConvUNet
 
 ROOT = Path(__file__).resolve().parents[1]
 PS = [0.0, 0.1, 0.25, 0.5, 1.0]
+PIXELS = AnalysisSettings().explorer_pixels  # the static page's, by default
 
 
 def decoded(encoded: dict) -> np.ndarray:
@@ -60,8 +62,8 @@ def scenes():
 @pytest.mark.parametrize("name", ["context_encoder", "unet"])
 def test_a_pixels_maps_are_its_rows_of_a_y_and_the_poles_at_the_same_pixel(scenes, name):
     scene = scenes[name]
-    pixels = scene.grid(STATIC_PIXELS)
-    assert 1 < len(pixels) <= STATIC_PIXELS and all(scene.region[p] for p in pixels)
+    pixels = scene.grid(PIXELS)
+    assert 1 < len(pixels) <= PIXELS and all(scene.region[p] for p in pixels)
     (maps,) = scene.maps(pixels[len(pixels) // 2 : len(pixels) // 2 + 1])
     rows = pixel_rows(scene.generator, scene.masked, scene.known[0], [maps.pixel])[0]
     assert torch.equal(torch.from_numpy(maps.cnn["red"]), rows[0, 0])  # output red on input red: the paper's map
@@ -77,7 +79,7 @@ def test_a_pixels_maps_are_its_rows_of_a_y_and_the_poles_at_the_same_pixel(scene
 
 def test_the_static_page_holds_the_grids_maps_and_nothing_to_fetch(scenes, tmp_path):
     scene = scenes["context_encoder"]
-    maps = scene.maps(scene.grid(STATIC_PIXELS))
+    maps = scene.maps(scene.grid(PIXELS))
     svd = svd_payload([3.0, 2.0, 1.0], np.random.rand(2, 3, 128, 128), "float16")
     path = write_static(tmp_path / "explorer.html", scene, maps, "holdout image 0", svd)
     text = path.read_text()
@@ -144,3 +146,9 @@ def test_an_image_file_that_cannot_be_read_is_one_clear_message(tmp_path):
         analyze.read_image(tmp_path / "broken.png", 128)
     image = analyze.read_image(ROOT / "docs" / "architectures_poles.png", 128)  # any PNG: a centred square, resized
     assert image.shape == (3, 128, 128) and 0 <= image.min() and image.max() <= 1
+
+
+def test_the_static_pages_size_is_a_setting_checked_before_any_run():
+    with pytest.raises(InpaintError, match="explorer_pixels=51"):
+        AnalysisSettings(explorer_pixels=51)
+    assert write_run_explorer("unused", None, [], None, AnalysisSettings(explorer_pixels=0), None) is None  # no page
