@@ -162,3 +162,5 @@ def test_the_explorer_case_times_a_click_at_each_width_against_its_budget(monkey
         click = result[name]
         assert click["budget_seconds"] == budget and measured(click["click_seconds"]) and click["rows_flops"] > 0
         assert math.isclose(click["ratio"], budget / click["click_seconds"]) and measured(click["efficiency"])
+    assert result["ratio"] == min(result[name]["ratio"] for name in ("context_encoder_demo", "context_encoder_paper", "unet_demo"))
+    assert result["efficiency"] == result["context_encoder_paper"]["efficiency"]

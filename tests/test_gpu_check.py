@@ -79,13 +79,13 @@ def test_bench_step_reads_ratios_and_efficiency_where_the_benchmarks_wrote_them(
     out.write_text(json.dumps({"train": {"ratio": 3.5, "best_efficiency": 0.25}, "jacobian": {"ratio": 9.0},
                                "pca": {"ratio": 1.5, "efficiency": 0.1}}))
     step = bench_step(out, 120)
-    absent = {"data": None, "pca_head": None, "unet": None, "unet_jacobian": None, "exemplar": None}
+    absent = {"data": None, "pca_head": None, "unet": None, "unet_jacobian": None, "exemplar": None, "explorer": None}
     assert step["ratios"] == {"train": 3.5, "jacobian": 9.0, "pca": 1.5, **absent}
     assert step["efficiency"] == {"train": 0.25, "jacobian": None, "pca": 0.1, **absent}
     assert step["capabilities"] is None
     assert not step["ok"] and "output" not in step
     assert step["reason"] == ("exit code 2; no ratio for data; no ratio for pca_head; no ratio for unet; no ratio for unet_jacobian; "
-                              "no ratio for exemplar")
+                              "no ratio for exemplar; no ratio for explorer")
     assert any("sees no CUDA device" in line for line in step["output_tail"])
 
 
