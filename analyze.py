@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 import time
 from collections.abc import Mapping
@@ -242,6 +243,10 @@ def explore(cfg: DictConfig, settings: AnalysisSettings) -> None:
     explorer = Explorer(names, lambda i: Scene(model.generator, images[i], holes[i], ps, settings.exemplar_patch), svd)
     server = serve(explorer, str(cfg.explorer.host), int(cfg.explorer.port))
     threading.Thread(target=explorer.warm, daemon=True).start()
+    # Ctrl-C stops it even where the shell that started it ignores SIGINT (a job sent to the
+    # background), and so does SIGTERM
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, signal.default_int_handler)
     url = f"http://{server.server_address[0]}:{server.server_address[1]}/"
     log.info("Explorer of %s on %s: %s (Ctrl-C stops it)", ckpt, device, url)
     try:
