@@ -11,7 +11,9 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; the
     exit 77
   fi
   echo "installing chromium and chromium-driver from Debian's packages" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null
+  # a fresh machine may hold no package lists yet: fetch them once if the first try fails
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null; }
 fi
 command -v chromium
 command -v chromedriver
