@@ -97,9 +97,10 @@ class Scene:
         """At most ``most`` predicted pixels on an even grid over the predicted region's bounding box,
         row-major: the pixels whose maps a page without a server holds."""
         rows, cols = np.nonzero(self.region)
+        top, left = rows - rows.min(), cols - cols.min()  # offsets in the region's bounding box
         for step in range(1, self.size + 1):
-            picked = [(int(r), int(c)) for r, c in zip(rows, cols) if (r - rows.min()) % step == step // 2
-                      and (c - cols.min()) % step == step // 2]
+            on_grid = (top % step == step // 2) & (left % step == step // 2)
+            picked = [(int(r), int(c)) for r, c in zip(rows[on_grid], cols[on_grid])]
             if 0 < len(picked) <= most:
                 return picked
         return [(int(rows[len(rows) // 2]), int(cols[len(cols) // 2]))]
