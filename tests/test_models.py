@@ -7,7 +7,7 @@ from torch.func import jvp
 
 from inpaint.errors import InpaintError
 from inpaint.models import BiasFreeBatchNorm, ContextEncoder, Discriminator
-from inpaint.models.batchnorm import ChannelVariance
+from inpaint.models.batchnorm import TrainNorm
 from tolerances import rel_tol
 
 SIZES = (16, 32, 64)
@@ -128,34 +128,49 @@ def test_bias_free_batch_norm_scales_without_shifting():
     assert bn(torch.randn(3, 4)).shape == (3, 4)  # dense layers too
 
 
-def test_channel_variance_gradients_match_finite_differences_both_ways():
+def test_train_norm_gradients_match_finite_differences():
     x = (torch.randn(6, 3, 4, 5, dtype=torch.double) * 2 + 5).requires_grad_(True)  # mean well off zero
-    var, mean = ChannelVariance.apply(x)
-    tol = rel_tol(torch.float64, 6 * 4 * 5)  # float64 sums over batch x pixels, against torch's var and mean
-    assert torch.allclose(var, x.var(dim=(0, 2, 3)), rtol=tol, atol=0)
-    assert torch.allclose(mean.flatten(), x.mean(dim=(0, 2, 3)), rtol=tol, atol=0)
-    assert not mean.requires_grad
-    assert torch.autograd.gradcheck(lambda t: ChannelVariance.apply(t)[0], (x,), check_forward_ad=True, check_batched_grad=True)
+    w = (torch.rand(3, dtype=torch.double) + 0.5).requires_grad_(True)
+    out, var = TrainNorm.apply(x, w, 1e-5)
+    tol = rel_tol(torch.float64, 6 * 4 * 5)  # float64 sums over batch x pixels, against torch's var
+    assert torch.allclose(var, x.var(dim=(0, 2, 3)), rtol=tol, atol=0) and not var.requires_grad
+    assert torch.allclose(out, x * (w / (x.var(dim=(0, 2, 3)).sqrt() + 1e-5)).view(1, -1, 1, 1), rtol=tol, atol=0)
+    for layout in (torch.contiguous_format, torch.channels_last):
+        assert torch.autograd.gradcheck(lambda t, v: TrainNorm.apply(t, v, 1e-5)[0], (x.contiguous(memory_format=layout), w), fast_mode=True)
+    dense = torch.randn(7, 5, dtype=torch.double, requires_grad=True)  # the dense bottleneck's [N, C]
+    assert torch.autograd.gradcheck(lambda t, v: TrainNorm.apply(t, v, 1e-5)[0], (dense, w.detach()[:1].expand(5).clone().requires_grad_(True)), fast_mode=True)
 
 
-def test_channel_variance_of_bf16_is_float32_and_keeps_the_layout():
+def test_train_norm_of_a_constant_channel_has_finite_gradients():
+    x = torch.randn(4, 2, 3, 3)
+    x[:, 1] = 0.7  # zero variance: autograd through the square root gave NaN here
+    x.requires_grad_(True)
+    out, var = TrainNorm.apply(x, torch.ones(2), 1e-5)
+    out.square().sum().backward()
+    assert var[1] == 0 and var[0] > 0 and torch.isfinite(x.grad).all() and x.grad[:, 1].abs().max() > 0
+
+
+def test_train_norm_of_bf16_keeps_dtype_and_layout_with_float32_statistics():
     x = (torch.randn(32, 8, 6, 6) * 0.1 + 3).bfloat16().contiguous(memory_format=torch.channels_last).requires_grad_(True)
-    var, _ = ChannelVariance.apply(x)
+    w = (torch.rand(8) + 0.5).requires_grad_(True)
+    with torch.autocast("cpu", torch.bfloat16):
+        out, var = TrainNorm.apply(x, w, 1e-5)
     exact = x.detach().double().var(dim=(0, 2, 3))
     n = x[:, 0].numel()  # values per channel
     # float32 sums over n values; a bf16 variance would be off by up to 2^-8 relative, far above this
     assert var.dtype == torch.float32 and torch.allclose(var.double(), exact, rtol=rel_tol(torch.float32, n), atol=0)
-    var.sum().backward()
+    assert out.dtype == torch.bfloat16 and out.is_contiguous(memory_format=torch.channels_last)
+    grad = torch.randn(out.shape).bfloat16().contiguous(memory_format=torch.channels_last)
+    out.backward(grad)
     assert x.grad.dtype == torch.bfloat16 and x.grad.is_contiguous(memory_format=torch.channels_last)
-    deviations = x.detach().double() - x.detach().double().mean(dim=(0, 2, 3), keepdim=True)
-    expected = 2 * deviations / (n - 1)
-    # bf16 rounding only: the float32 gradient is rounded to bf16 once, at most half an ulp (2^-8
-    # relative) on any CPU; that bound is rigorous, so one ulp (eps, 2^-7) is margin enough. Before that,
-    # the float32 mean is off by a float32 sum's rounding of max|x|, which is ~8x max|deviation| here.
-    # (A bf16 mean would be off by ~2^-8 of the mean, ~10 % of a typical deviation, and fail this.)
-    mean_error = rel_tol(torch.float32, n) * x.detach().abs().max().item() / deviations.abs().max().item()
-    assert torch.allclose(x.grad.double(), expected, rtol=torch.finfo(torch.bfloat16).eps,
-                          atol=mean_error * expected.abs().max().item())
+    xd, wd = x.detach().double().requires_grad_(True), w.detach().double().requires_grad_(True)
+    (xd * (wd / (xd.var(dim=(0, 2, 3)).sqrt() + 1e-5)).view(1, -1, 1, 1) * grad.double()).sum().backward()
+    # x's gradient: grad * s (s rounded to bf16 as the forward uses it: 2^-8 relative) plus a float32
+    # term, the sum rounded to bf16 (2^-8): two bf16 roundings of the largest term, one eps (2^-7) of it.
+    # Before, that float32 term came from a bf16 mean of deviations, off by ~2^-8 of the mean (3 here).
+    assert (x.grad.double() - xd.grad).abs().max() <= torch.finfo(torch.bfloat16).eps * xd.grad.abs().max()
+    # w's gradient: float32 sums of grad * x over n values, rounded once to float32
+    assert torch.allclose(w.grad.double(), wd.grad, rtol=rel_tol(torch.float32, n), atol=0)
 
 
 @pytest.mark.parametrize("mask_size", SIZES)

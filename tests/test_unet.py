@@ -12,7 +12,7 @@ from tolerances import rel_tol
 from torch.func import jacrev, jvp
 
 from inpaint.errors import InpaintError
-from inpaint.models.partial_conv import PartialConv2d, UpsamplingPartialConv2d
+from inpaint.models.partial_conv import PartialConv2d, UpsamplingPartialConv2d, spread
 from inpaint.models.unet import PartialConvUNet
 
 S = 128
@@ -218,6 +218,21 @@ def test_partial_conv_renormalises_by_each_groups_own_mask():
     reachable = (torch.nn.functional.max_pool2d(torch.maximum(a, b), 3, 1, 1) > 0).float()
     assert torch.equal(updated, reachable)
     assert torch.allclose(out, 36 * reachable, rtol=rel_tol(torch.float32, 36), atol=0)  # ratio x a sum of 36 ones
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_spread_mask_multiplies_as_broadcasting_does_in_the_activations_layout(batch):
+    """A mask repeated over a channels-last activation's channels (the CPU's fast path) gives the same
+    products as broadcasting it, bit for bit, and keeps the layout; elsewhere it is left as it is."""
+    x = torch.randn(4, 24, 8, 8).bfloat16()
+    mask = torch.rand(batch, 1, 8, 8)
+    cl = x.contiguous(memory_format=torch.channels_last)
+    spread_mask = spread(mask, cl)
+    assert spread_mask.shape == (batch, 24, 8, 8) and spread_mask.dtype == torch.bfloat16
+    product = cl * spread_mask
+    assert product.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(product, x * mask.bfloat16())
+    assert spread(mask, x).shape == (batch, 1, 8, 8)  # channels first: broadcasting is vectorised already
 
 
 @pytest.mark.parametrize("bias", [False, True])

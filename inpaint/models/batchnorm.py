@@ -30,57 +30,85 @@ class BiasFreeBatchNorm(nn.Module):
         self.register_buffer("running_var", torch.ones(num_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not self.sync:
+            out, var = TrainNorm.apply(x, self.weight, self.eps)
+        else:
+            var = global_variance(x.float(), _reduced(x)[0]) if self.training else self.running_var
+            out = x * (self.weight / (var.sqrt() + self.eps)).to(x.dtype).view(_channel_shape(x))
         if self.training:
-            var = global_variance(x.float(), _reduced(x)[0]) if self.sync else ChannelVariance.apply(x)[0]
             with torch.no_grad():
                 self.running_var.lerp_(var.detach().to(self.running_var.dtype), self.momentum)
-        else:
-            var = self.running_var
-        scale = self.weight / (var.sqrt() + self.eps)
-        return x * scale.to(x.dtype).view(1, -1, *([1] * (x.ndim - 2)))
+        return out
 
     def extra_repr(self) -> str:
         return f"{self.weight.numel()}, momentum={self.momentum}, eps={self.eps}"
 
 
-class ChannelVariance(torch.autograd.Function):
-    """``(var, mean)``: the unbiased variance and the mean of ``x`` per channel (axis 1), in float32
-    or wider even for bf16 inputs; only ``var`` is differentiable.
+class TrainNorm(torch.autograd.Function):
+    """``(x * w / (std + eps), var)``: the bias-free norm of ``x`` by the unbiased per-channel
+    variance ``var`` of ``x`` itself (train mode), and that variance, for the running statistics (not
+    differentiable). Statistics in float32 or wider whatever ``x`` is; ``x``'s dtype and layout kept.
 
-    Two sums forward and one elementwise pass backward. ``torch.var``'s CPU kernel reduces about
-    40 times slower than a sum (16 ms against 0.4 ms on a 64 x 64 x 32 x 32 activation), and
-    autograd's way back through it and a float32 copy takes several passes: forward and backward
-    of a paper-width generator's 9 norms at batch 64 in bf16 took 80 ms that way, 46 ms this way."""
+    Forward and backward each run two of torch's fused batch-norm kernels (they read a bf16,
+    channels-last activation once, computing in float32) instead of autograd's chain of sums,
+    float32 copies and elementwise passes: on 2 CPU cores a 64 x 48 x 32 x 32 bf16 activation's
+    statistics took 0.9 ms instead of 3.7, the way back 2.2 ms instead of 9.8 (and the sum of
+    gradient times input is accumulated in float32 rather than from a bf16 product).
 
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        dims, n = _reduced(x)
-        dtype = torch.promote_types(x.dtype, torch.float32)
-        mean = x.sum(dims, keepdim=True, dtype=dtype) / n
-        var = (x.to(dtype) - mean).square().sum(dims) / (n - 1)
-        return var, mean
+    With s = w / (std + eps) and G = sum(grad_out * x) per channel, the way back is
+    dx = grad_out * s + (x - mean) * c, c = -G w / ((std + eps)^2 std (n - 1)), and dw = G / (std + eps);
+    a constant channel (std 0) gets c = 0, where autograd's chain through the square root gave NaN."""
 
     @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        (x,), (_, mean) = inputs, output
-        ctx.mark_non_differentiable(mean)
-        ctx.save_for_backward(x, mean)
-        ctx.save_for_forward(x, mean)
-
-    @staticmethod
-    def backward(ctx, grad_var: torch.Tensor, _grad_mean: torch.Tensor) -> torch.Tensor:
-        x, mean = ctx.saved_tensors
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
         n = _reduced(x)[1]
-        scale = (grad_var * (2 / (n - 1))).view(mean.shape)
-        return ((x.to(mean.dtype) - mean) * scale).to(x.dtype)  # deviations in float32: a bf16 mean would swamp them
+        ones, _ = _unit(x)
+        with torch.autocast(x.device.type, enabled=False):
+            # train-mode batch norm of x without affine parameters: only its mean and 1/std (biased) are kept
+            _, mean, invstd = torch.native_batch_norm(x, ones, None, None, None, True, 0.0, 0.0)
+            # biased to unbiased; torch returns 1/std = 0 for a constant channel (no 1/0 with eps 0)
+            var = torch.where(invstd > 0, invstd.pow(-2), 0.0) * (n / (n - 1))
+            std = var.sqrt()
+            scale = weight.to(ones.dtype) / (std + eps)
+            out = x * scale.to(x.dtype).view(_channel_shape(x))
+        ctx.save_for_backward(x, weight, mean, std, scale)
+        ctx.eps = eps
+        ctx.mark_non_differentiable(var)
+        return out, var
 
     @staticmethod
-    def jvp(ctx, tangent: torch.Tensor) -> tuple[torch.Tensor, None]:
-        x, mean = ctx.saved_tensors
-        dims, n = _reduced(x)
-        return ((x - mean) * tangent).sum(dims) * (2 / (n - 1)), None
+    def backward(ctx, grad_out: torch.Tensor, _grad_var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        x, weight, mean, std, scale = ctx.saved_tensors
+        n = _reduced(x)[1]
+        ones, zeros = _unit(x)
+        with torch.autocast(x.device.type, enabled=False):
+            grad_out = grad_out.contiguous(memory_format=_layout(x))
+            # eval-mode batch norm's weight gradient with mean 0 and variance 1: sum(grad_out * x), fused
+            _, products, _ = torch.ops.aten.native_batch_norm_backward(
+                grad_out, x, ones, zeros, ones, None, None, False, 0.0, [False, True, False])
+            denom = std + ctx.eps
+            c = torch.where(std > 0, -products * weight.to(ones.dtype) / (denom.square() * std * (n - 1)), 0.0)
+            # eval-mode batch norm with running mean `mean`, variance 1 and weight c: (x - mean) * c, in float32
+            grad_x = torch.native_batch_norm(x, c, None, mean, ones, False, 0.0, 0.0)[0]
+            grad_x.addcmul_(grad_out, scale.to(x.dtype).view(_channel_shape(x)))
+        return grad_x, (products / denom).to(weight.dtype), None
+
+
+def _unit(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel ones and zeros in the statistics' dtype (float32 or wider: torch's mixed-dtype
+    batch-norm kernels take bf16 or half activations with float32 parameters)."""
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    return (torch.ones(x.shape[1], dtype=dtype, device=x.device), torch.zeros(x.shape[1], dtype=dtype, device=x.device))
+
+
+def _channel_shape(x: torch.Tensor) -> tuple[int, ...]:
+    """The shape that broadcasts a per-channel vector over ``x``."""
+    return (1, -1, *([1] * (x.ndim - 2)))
+
+
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    """Channels last for a channels-last activation: the gradient is read in the activation's layout."""
+    return torch.channels_last if x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
 
 
 def _reduced(x: torch.Tensor) -> tuple[list[int], int]:

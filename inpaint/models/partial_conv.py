@@ -24,6 +24,24 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def spread(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A one-channel ``mask`` ``[N or 1, 1, H, W]`` in ``like``'s dtype, ready to multiply ``like``:
+    repeated over ``like``'s channels when ``like`` is a channels-last CPU tensor. There the channels
+    are the innermost axis, and torch's CPU kernels do not vectorise a broadcast along it when it is
+    narrower than a vector: a 64 x 24 x 64 x 64 bf16 activation times a [1, 1, 64, 64] map took 4.4 ms
+    on 2 cores, times the map repeated over channels 0.7 ms (1.2 ms with one map per image)."""
+    mask = mask.to(like.dtype)
+    channels = like.shape[1]
+    if like.device.type != "cpu" or channels == 1 or like.is_contiguous() or not like.is_contiguous(memory_format=torch.channels_last):
+        return mask
+    return mask.expand(-1, channels, -1, -1).contiguous(memory_format=torch.channels_last)
+
+
+def concat(groups: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The groups along the channels; a single group as it is (``torch.cat`` would copy it)."""
+    return groups[0] if len(groups) == 1 else torch.cat(list(groups), dim=1)
+
+
 class PartialConv2d(nn.Conv2d):
     """A ``kernel_size`` partial convolution, padding ``kernel_size // 2`` (the padding counts as
     unknown), over inputs made of channel groups with one mask each.
@@ -59,8 +77,8 @@ class PartialConv2d(nn.Conv2d):
         # under autocast would make a float32 copy of the whole input, cast back to bf16 by the convolution
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else features[0].dtype
         groups = [f.to(dtype) for f in features]
-        out = self.convolve([f if z else f * m.to(dtype) for f, m, z in zip(groups, masks, zeroed, strict=True)])
-        out = out * ratio.to(out.dtype)
+        out = self.convolve([f if z else f * spread(m, f) for f, m, z in zip(groups, masks, zeroed, strict=True)])
+        out = out * spread(ratio, out)
         if self.bias is not None:
             out = out + self.bias.view(1, -1, 1, 1).to(out.dtype) * updated.to(out.dtype)
         return out, updated
@@ -71,7 +89,7 @@ class PartialConv2d(nn.Conv2d):
 
     def convolve(self, groups: Sequence[torch.Tensor]) -> torch.Tensor:
         """The convolution of the masked groups, concatenated (bf16 under autocast, whatever they are)."""
-        return F.conv2d(torch.cat(list(groups), dim=1), self.weight, None, self.stride, self.padding)
+        return F.conv2d(concat(groups), self.weight, None, self.stride, self.padding)
 
     @torch.no_grad()
     def mask_update(self, masks: Sequence[torch.Tensor], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -122,5 +140,5 @@ class UpsamplingPartialConv2d(PartialConv2d):
             kernel = torch.einsum("pk,ql,oikl->iopq", fold, fold, self.weight[:, :low].to(dtype))
         out = F.conv_transpose2d(groups[0], kernel.to(self.weight.dtype), None, 2, 1)
         if len(groups) > 1:
-            out = out + F.conv2d(torch.cat(list(groups[1:]), dim=1), self.weight[:, low:], None, 1, 1)
+            out = out + F.conv2d(concat(groups[1:]), self.weight[:, low:], None, 1, 1)
         return out

@@ -31,7 +31,7 @@ from torch import nn
 from inpaint.errors import InpaintError
 from inpaint.models.batchnorm import BiasFreeBatchNorm
 from inpaint.models.context_encoder import init_weights
-from inpaint.models.partial_conv import PartialConv2d, UpsamplingPartialConv2d
+from inpaint.models.partial_conv import PartialConv2d, UpsamplingPartialConv2d, spread
 
 ENCODER_KERNELS = (7, 5, 5)  # Liu's first three; 3 after them
 DECODER_KERNEL = 3
@@ -129,7 +129,7 @@ class PartialConvUNet(nn.Module):
             if i < len(self.decoder_norms):
                 x = self.decoder_act(self.decoder_norms[i](x))
         prediction = x if self.bias_free else torch.tanh(x)
-        known = known.to(y.dtype)
+        known = spread(known, y)
         return y * known + prediction * (1 - known)
 
     def fill(self, y: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
