@@ -27,18 +27,18 @@ TIMEOUT = 600  # the machine is slow and shared
 
 class PauseAt(L.Callback):
     """Loaded by train.py from this file (PYTHONPATH=tests/): after batch ``at_batch`` of epoch
-    ``epoch``, touch ``marker`` and wait for a signal, so a test can signal the run mid-epoch at a
-    known step instead of guessing one from the clock."""
+    ``epoch``, touch ``marker`` and wait for a signal or for the marker's removal, so a test can act
+    on the run mid-epoch at a known step instead of guessing one from the clock."""
 
     def __init__(self, epoch: int, at_batch: int, marker: str) -> None:
-        self.epoch, self.at_batch, self.marker = epoch, at_batch, marker
+        self.epoch, self.at_batch, self.marker = epoch, at_batch, Path(marker)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if (trainer.current_epoch, batch_idx) != (self.epoch, self.at_batch):
             return
-        Path(self.marker).touch()
-        deadline = time.monotonic() + TIMEOUT
-        while not trainer.received_sigterm and time.monotonic() < deadline:
+        self.marker.touch()
+        deadline = time.monotonic() + TIMEOUT  # the test signals the run, or removes the marker to let it go on
+        while not trainer.received_sigterm and self.marker.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
 
 
@@ -271,6 +271,34 @@ def test_a_full_disk_ends_the_run_in_one_line_and_loses_nothing(small_disk):
     output = run(*common, "ckpt_path=last")
     assert f"at step {STEPS_PER_EPOCH}" in output
     assert load(run_dirs(logs)[1] / "checkpoints" / "last.ckpt")["global_step"] == 3 * STEPS_PER_EPOCH
+
+
+def test_a_checkpoint_folder_turned_read_only_mid_run_ends_it_in_one_line_and_loses_nothing(tmp_path):
+    """The run's checkpoint folder becomes read-only between two saves (a read-only bind mount over it,
+    as a file server that goes read-only would): the next save fails with one message naming the path
+    and the cause, and the previous last.ckpt still loads."""
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root (and root ignores file permissions)")
+    logs = tmp_path / "logs"
+    common = ["experiment=smoke", "trainer.max_epochs=3", f"paths.log_dir={logs}", "logger=csv", *QUIET]
+    overrides, marker = pause(tmp_path, epoch=1, at_batch=1)
+    process = start(*common, *overrides)
+    wait_for(marker, process)  # epoch 0 checkpointed, epoch 1 half done
+    [run_dir] = run_dirs(logs)
+    checkpoints = run_dir / "checkpoints"
+    subprocess.run(["mount", "--bind", str(checkpoints), str(checkpoints)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(checkpoints)], check=True)
+        marker.unlink()  # the run goes on, to epoch 1's save
+        code, output = finish(process)
+    finally:
+        subprocess.run(["umount", str(checkpoints)], check=True)
+    assert code == 2, output[-3000:]
+    errors = [line for line in output.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "read-only file system (writing " + str(checkpoints) in errors[0], output[-3000:]
+    assert "ckpt_path=last" in errors[0] and "Traceback" not in output
+    # the epoch before the fault, whole (resuming from it after a disk error: the full-disk test above)
+    assert load(checkpoints / "last.ckpt")["global_step"] == STEPS_PER_EPOCH
 
 
 class Left(Exception):
