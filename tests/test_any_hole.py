@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from documented import documented
 from tolerances import rel_tol
 from torch import nn
 from torch.func import jacrev
@@ -226,7 +227,8 @@ def test_train_py_refuses_a_context_encoder_on_free_form_holes_in_one_line(tmp_p
 def test_the_unet_trains_on_free_form_holes_and_analyze_py_reproduces_the_callbacks_numbers(tmp_path):
     """train.py and analyze.py on random holes (random blocks: the slow DDP test in test_distributed.py)."""
     run = tmp_path / "run"
-    result = train_py("experiment=smoke", "model=unet", "mask=freeform", f"hydra.run.dir={run}", "logger=csv",
+    # the README's line, at the smoke size
+    result = train_py(*documented("python train.py model=unet mask=freeform")[1:], f"hydra.run.dir={run}", "logger=csv",
                       "callbacks.rich_progress_bar=null", "callbacks.model_summary=null")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     callback = json.loads((run / "analysis" / "summary.json").read_text())

@@ -1,25 +1,36 @@
 """The README and docs/ hold together: every page of docs/ is linked from the README, every
 relative link and image points at a file that exists, every #anchor at a heading of its page (as
-GitHub and GitLab make anchors from headings), and every documented ``train.py`` / ``analyze.py``
-command composes with today's configs and passes the settings checks."""
+GitHub and GitLab make anchors from headings), every documented ``train.py`` / ``analyze.py``
+command composes with today's configs and passes the settings checks, and the commands of the
+blocks marked runnable (``<!-- runnable -->`` before the block) run, at the smoke experiment's size.
+
+In a runnable block a command whose comment says ``# needs ...`` (CelebA, a GPU, a cluster, a
+browser, a killed run) is skipped with that reason; every other one is run as a subprocess, as the
+reader would run it, with the smoke sizes (the leaves of ``conf/experiment/smoke.yaml`` that the
+command's config has) and a log folder of the test's appended, placeholders made real: an image
+folder for ``/path/to/images`` and ``$HOME/photos``, the runs the block's earlier commands made for
+``logs/<task>/runs/<run>``, ``A``, ``B`` and ``logs/<task>/multiruns/<sweep>``. A line that an
+end-to-end test runs itself (:data:`RUN_ELSEWHERE`, through ``documented.documented``) is run
+there, once, with that test's checks on what it leaves."""
 
 from __future__ import annotations
 
 import os
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from documented import PAGES, at_smoke_size, overrides_of, runnable_commands
 from hydra import compose, initialize_config_dir
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from analysis.settings import AnalysisSettings
 from inpaint.checks import check_data, check_model
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 
@@ -82,18 +93,6 @@ def documented_commands() -> list[tuple[str, str, list[str]]]:
     return found
 
 
-def overrides_of(arguments: list[str]) -> list[str]:
-    """The Hydra overrides of a command line: flags, ``--cfg job`` and placeholders such as
-    ``<same overrides>`` dropped, ``<run>`` inside a value made a plain name, and each sweep
-    (``a=1,2``) at its first value."""
-    arguments = [a for a, before in zip(arguments, ["", *arguments[:-1]], strict=True) if before != "--cfg"]
-    # as the shell passes them ($HOME expanded; bash leaves ~ after "key=" alone, and Hydra refuses it)
-    words = [re.sub(r"<[^<>=\s]+>", "X", os.path.expandvars(a)) for a in arguments if "=" in a and not a.startswith("-")]
-    parsed = OverridesParser.create().parse_overrides(words)
-    return [f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else o.input_line
-            for o in parsed]
-
-
 COMMANDS = documented_commands()
 
 
@@ -118,6 +117,75 @@ def check_command(script: str, overrides: list[str]) -> None:
     if script == "train":
         check_model(plain["model"], cfg.image_size)
         check_data(plain["data"], training=True)
+
+
+RUN_FOLDER = re.compile(r"logs/[\w<>]+/runs/([\w<>]+)")
+SWEEP_FOLDER = re.compile(r"logs/[\w<>]+/multiruns/<sweep>")
+RUNNABLE_COMMANDS = runnable_commands()
+# documented lines an end-to-end test runs itself (documented(LINE)), with its checks on the output
+RUN_ELSEWHERE = {
+    "python train.py -m mask=center64,center16": "tests/test_analyze.py",
+    "python train.py model=unet mask=freeform": "tests/test_any_hole.py",
+}
+
+
+@pytest.fixture(scope="module")
+def reader(tmp_path_factory):
+    """The reader's machine: a home ($HOME in the commands) with a folder of photographs, and a log
+    folder the commands share."""
+    from folder_tree import write_photographs
+
+    home = tmp_path_factory.mktemp("home")
+    write_photographs(home / "photos", 48)
+    return {"home": home, "logs": home / "logs"}
+
+
+def made_real(line: str, reader: dict) -> str:
+    """The command with its placeholders pointing at the reader's folder and at what the commands
+    before it made: ``<run>``, a training run (with checkpoints); ``A`` and ``B``, the first two
+    analysed runs (a training run, analyze.py's own); ``<sweep>``, the newest sweep."""
+    def by_age(files) -> list[Path]:
+        return sorted((p.parents[1] for p in files), key=lambda p: p.stat().st_mtime)
+
+    found = {"<run>": by_age(reader["logs"].glob("*/*runs/**/checkpoints/last.ckpt")),
+             "A": by_age(reader["logs"].glob("*/*runs/**/analysis/summary.json"))}
+    found["B"] = found["A"][1:]
+
+    def run_folder(match: re.Match) -> str:
+        assert found[match.group(1)], f"no run made yet for {match.group(0)}: runnable blocks run in order"
+        return str(found[match.group(1)][0])
+
+    line = line.replace("/path/to/images", str(reader["home"] / "photos"))
+    line = RUN_FOLDER.sub(run_folder, line)
+    return SWEEP_FOLDER.sub(lambda _: str(max(reader["logs"].glob("*/multiruns/*"))), line)
+
+
+@pytest.mark.parametrize(("page", "line", "needs"), RUNNABLE_COMMANDS, ids=[f"{p}:{c[:70]}" for p, c, _ in RUNNABLE_COMMANDS])
+def test_runnable_documented_commands_run_at_smoke_size(page, line, needs, reader):
+    if needs:
+        pytest.skip(f"needs {needs}")
+    if line in RUN_ELSEWHERE:
+        pytest.skip(f"run by {RUN_ELSEWHERE[line]}")
+    line = made_real(line, reader)
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+    words = shlex.split(os.path.expandvars(line.replace("$HOME", str(reader["home"]))), comments=True)
+    script = words[1].removesuffix(".py")
+    extra = [] if "--cfg" in words else [*at_smoke_size(script, words[2:]), f"paths.log_dir={reader['logs']}"]
+    done = subprocess.run([sys.executable, *words[1:], *extra], check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{page}: {line}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
+@pytest.mark.parametrize("line", RUN_ELSEWHERE)
+def test_lines_run_elsewhere_are_documented_and_run_there(line):
+    assert line in [command for _, command, _ in RUNNABLE_COMMANDS]
+    assert f'documented("{line}")' in (ROOT / RUN_ELSEWHERE[line]).read_text()
+
+
+def test_the_readme_s_workflows_run():
+    """The README's workflows block is runnable, and runs a training, a sweep, an analysis and a comparison."""
+    readme = [line for page, line, needs in RUNNABLE_COMMANDS if page == "README.md" and not needs]
+    assert any(" -m " in line for line in readme) and any("compare=" in line for line in readme)
+    assert any("ckpt_path=" in line for line in readme if "analyze.py" in line) and len(readme) >= 5
 
 
 def test_a_broken_command_fails_the_check():
