@@ -308,7 +308,7 @@ def train(cfg: DictConfig) -> float | None:
     resolve_wandb(cfg)
     resolve_resume(cfg)
     log.info("Config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
-    from inpaint.faults import AtomicCheckpointIO
+    from inpaint.faults import AtomicCheckpointIO, requeued_job
     from inpaint.malloc import retain_freed_memory
 
     if cfg.retain_freed_memory:
@@ -319,6 +319,12 @@ def train(cfg: DictConfig) -> float | None:
     # the trainer config's plugins (SLURM's environment, ...) and checkpoints written through a rename
     plugins = [*hydra.utils.instantiate(cfg.trainer.get("plugins") or []), AtomicCheckpointIO()]
     callbacks = ([requeue] if requeue else []) + instantiate_all(cfg.get("callbacks"))
+    if requeue and requeued_job():  # its analyses may have been complete before the requeue (signal in the test)
+        from analysis.callbacks import HoldoutAnalysis
+
+        for callback in callbacks:
+            if isinstance(callback, HoldoutAnalysis):
+                callback.rerun = False
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers, plugins=plugins, **STEP_OPTIONS)
     hardware = {"hardware": caps.as_dict()} if caps else {}
     for logger in loggers:

@@ -39,25 +39,45 @@ class HoldoutAnalysis(L.Callback):
     def __init__(self, settings: Mapping | None = None, folder: str | None = None) -> None:
         self.folder = folder
         self.settings = AnalysisSettings.from_config(settings)
+        # False in a requeued SLURM job (train.py): a complete analysis of the same step is kept, not redone
+        self.rerun = True
 
     @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: InpaintingModule) -> None:
+        folder = Path(self.folder or Path(trainer.default_root_dir) / "analysis")
+        if not self.rerun and completed_step(folder) == trainer.global_step:
+            log.info("Analyses of step %d already complete in %s (written before this job was requeued): kept",
+                     trainer.global_step, folder)
+            return
         datamodule = trainer.datamodule
         if not isinstance(datamodule, ImageDataModule):
             log.warning("HoldoutAnalysis needs an ImageDataModule with a holdout split; skipped.")
             return
         start = time.perf_counter()
         results = analyse(pl_module.generator, datamodule.holdout_dataloader(), self.settings, mask=pl_module.mask)
-        folder = Path(self.folder or Path(trainer.default_root_dir) / "analysis")
+        (folder / COMPLETE).unlink(missing_ok=True)
         results.save(folder)
         figures = run_figures(results)
         pictures = dict(zip(figures, save_all(figures, folder), strict=True))
         explorer = write_run_explorer(folder, pl_module.generator, datamodule.holdout_dataloader(), pl_module.mask,
                                       self.settings, results)
         log_results(trainer.loggers, results, pictures, folder, trainer.global_step, explorer)
+        (folder / COMPLETE).write_text(f"{trainer.global_step}\n")  # last: everything above is written and logged
         log.info("Analyses written to %s in %.1f s", folder, time.perf_counter() - start)
         if results.summary.get("findings"):
             log.info("Findings (verdict, claim, value [95 %% interval] vs threshold):\n%s", table(results.summary["findings"]))
+
+
+# in an analysis folder: the training step whose analyses are all written and logged
+COMPLETE = ".complete"
+
+
+def completed_step(folder: Path) -> int | None:
+    """The step of the complete analysis in ``folder`` (its :data:`COMPLETE` marker), or None."""
+    try:
+        return int((folder / COMPLETE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def log_results(loggers: list[Logger], results: Results, pictures: Mapping[str, Path], folder: Path, step: int,

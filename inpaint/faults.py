@@ -132,7 +132,8 @@ class RequeueAnytime(L.Callback):
       saves, last.ckpt at the final step, come first);
     - elsewhere rank zero requeues the job at once. At the end of the fit this callback (first in
       the list) has saved an hpc checkpoint of the finished training, so the requeued job resumes
-      there, finds training done and runs the analyses and the test again, from the start, once.
+      there, finds training done and runs the analyses (unless they were complete: a signal in the
+      holdout test, after them; :func:`requeued_job`) and the test again, from the start, once.
     Either way W&B's run is closed and every rank then leaves with status 0, quietly: SLURM cancels
     the step as it requeues the job, and would otherwise leave tracebacks from W&B's killed service
     and from ranks whose peers have gone.
@@ -170,6 +171,11 @@ class RequeueAnytime(L.Callback):
             self.signalled = True  # acted on at the next batch's end
             return
         _leave(None)
+
+
+def requeued_job() -> bool:
+    """Whether this process belongs to a SLURM job that was requeued (SLURM counts its restarts)."""
+    return int(os.environ.get("SLURM_RESTART_COUNT") or 0) > 0
 
 
 def _last_batch(trainer: L.Trainer) -> bool:

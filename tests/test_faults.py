@@ -351,3 +351,39 @@ def test_slurm_s_signal_in_training_requeues_at_the_batch_end_and_in_the_last_ba
     if not left_in_training:
         assert torch.load(tmp_path / "last.ckpt", weights_only=True)["global_step"] == 4
         assert torch.load(tmp_path / "hpc_ckpt_1.ckpt", weights_only=True)["global_step"] == 4
+
+
+def test_a_requeued_job_keeps_a_complete_analysis_of_its_step_and_redoes_any_other(tmp_path, monkeypatch, caplog):
+    """SLURM's signal in the holdout test, after the analyses, requeues the job; the requeued job
+    finds training done and must not analyse again what is complete (train.py sets rerun=False when
+    SLURM_RESTART_COUNT says the job was requeued). Incomplete or another step's: analysed again."""
+    from types import SimpleNamespace
+
+    from analysis.callbacks import COMPLETE, HoldoutAnalysis
+    from inpaint.faults import requeued_job
+
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    assert not requeued_job()
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert requeued_job()
+    analysis = tmp_path / "analysis"
+    analysis.mkdir()
+    trainer = SimpleNamespace(default_root_dir=str(tmp_path), global_step=24, datamodule=None)  # no data: analysing would warn
+
+    def analysed(rerun: bool, marker: str | None) -> bool:
+        (analysis / COMPLETE).unlink(missing_ok=True)
+        if marker is not None:
+            (analysis / COMPLETE).write_text(marker)
+        callback = HoldoutAnalysis()
+        callback.rerun = rerun
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            callback.on_fit_end(trainer, None)
+        kept = "already complete" in caplog.text
+        assert kept != ("needs an ImageDataModule" in caplog.text)
+        return not kept
+
+    assert not analysed(rerun=False, marker="24\n")
+    assert analysed(rerun=False, marker="16\n")  # another step's analysis
+    assert analysed(rerun=False, marker=None)  # interrupted before its end
+    assert analysed(rerun=True, marker="24\n")  # not requeued: every fit end analyses

@@ -77,6 +77,7 @@ def test_smoke_run_leaves_checkpoints_samples_and_an_offline_wandb_run(tmp_path)
     assert len(list(media.glob("offline-run-*/files/media/images/samples/*.png"))) == 1
     figures = {p.stem for p in (tmp_path / "analysis").glob("*.png")}
     assert len(figures) == 18 and (tmp_path / "analysis" / "summary.json").is_file()
+    assert (tmp_path / "analysis" / ".complete").read_text() == "8\n"  # written last: a requeued job keeps it
     logged = list(media.glob("offline-run-*/files/media/images/analysis/*.png"))
     assert {p.name.split("_")[0] for p in logged} == {f.split("_")[0] for f in figures} and len(logged) == 18
     assert "holdout/psnr" in result.stdout
