@@ -66,13 +66,17 @@ def at_smoke_size(script: str, arguments: list[str]) -> list[str]:
     os.environ.setdefault("INPAINT_ROOT", str(ROOT))
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(script, overrides=[*overrides_of(arguments), "paths.output_dir=unused"])
-    return [f"{key}={value}" for key, value in smoke_sizes().items() if OmegaConf.select(cfg, key) is not None]
+    absent = object()
+    return [f"{key}={value}" for key, value in smoke_sizes().items() if OmegaConf.select(cfg, key, default=absent) is not absent]
 
 
-def documented(line: str) -> list[str]:
+def documented(line: str, placeholders: dict[str, str] | None = None) -> list[str]:
     """The arguments after ``python`` of a documented runnable ``line`` (found in a runnable block, or
-    an error: a changed line fails the test that runs it), the smoke sizes appended."""
+    an error: a changed line fails the test that runs it), ``placeholders`` replaced (``{"<run>":
+    folder}``), the smoke sizes appended."""
     lines = [command for _, command, _ in runnable_commands() if shlex.split(command, comments=True) == shlex.split(line)]
     assert lines, f"{line!r} is no longer a runnable documented command"
+    for placeholder, value in (placeholders or {}).items():
+        line = line.replace(placeholder, value)
     words = shlex.split(line)[1:]
     return [*words, *at_smoke_size(words[0].removesuffix(".py"), words[1:])]

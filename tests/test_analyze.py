@@ -111,7 +111,8 @@ def test_compare_reads_only_saved_results(runs, tmp_path):
         shutil.copytree(folder / "analysis", copy / "analysis")
         shutil.copytree(folder / ".hydra", copy / ".hydra")
         copies.append(copy)
-    run("analyze.py", f"compare=[{copies[0]},{copies[1]}]", f"hydra.run.dir={tmp_path / 'out'}")
+    run(*documented("python analyze.py 'compare=[logs/demo/runs/A,logs/demo/runs/B]'",  # the README's line
+                    {"logs/demo/runs/A": str(copies[0]), "logs/demo/runs/B": str(copies[1])}), f"hydra.run.dir={tmp_path / 'out'}")
     assert_compares_both_masks(tmp_path / "out" / "comparison", [c / "analysis" for c in copies])
     # a sweep folder means all its runs, in job order; a run folder, its analysis
     assert find_analyses([tmp_path / "sweep"]) == find_analyses(copies) == [c / "analysis" for c in copies]
@@ -122,7 +123,8 @@ def test_replot_redraws_the_runs_figures_exactly_without_a_checkpoint(runs, tmp_
     shutil.copytree(runs[1] / "analysis", source / "analysis")  # results only: no checkpoint, no config
     for png in (source / "analysis").glob("*.png"):
         png.unlink()
-    run("analyze.py", f"replot={source}", f"hydra.run.dir={tmp_path / 'out'}")
+    run(*documented("python analyze.py replot=logs/demo/runs/<run>", {"logs/demo/runs/<run>": str(source)}),
+        f"hydra.run.dir={tmp_path / 'out'}")  # the README's line
     drawn = sorted((runs[1] / "analysis").glob("*.png"))
     again = tmp_path / "out" / "analysis"
     assert [p.name for p in drawn] == sorted(p.name for p in again.glob("*.png")) and len(drawn) == 18

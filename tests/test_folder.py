@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from documented import documented
 from folder_tree import write_photographs
 from hydra import compose, initialize_config_dir
 from PIL import Image, ImageDraw
@@ -397,16 +398,18 @@ def renamed_splits(root: Path) -> tuple[list[str], str]:  # Paris StreetView's n
 def test_the_smoke_experiment_trains_and_is_analysed_on_a_folder_of_photographs(tmp_path: Path, layout) -> None:
     root = tmp_path / "photos"
     overrides, splits = layout(root)
-    result = run("train.py", "experiment=smoke", "data=folder", f"data.root={root}", f"data.cache_dir={tmp_path / 'cache'}",
-                 *overrides, f"hydra.run.dir={tmp_path / 'run'}", "logger=csv", "callbacks.rich_progress_bar=null",
-                 "callbacks.model_summary=null", "callbacks.analysis=null")
+    # the README's run on a folder of images, then its checkpoint analysed again, at the smoke size
+    result = run(*documented("python train.py data=folder data.root=/path/to/images", {"/path/to/images": str(root)}),
+                 f"data.cache_dir={tmp_path / 'cache'}", *overrides, f"hydra.run.dir={tmp_path / 'run'}", "logger=csv",
+                 "callbacks.rich_progress_bar=null", "callbacks.model_summary=null")
     assert "holdout/psnr" in result.stdout and f"Images of {root}: {splits}" in result.stdout + result.stderr
     assert len(list((tmp_path / "cache").glob("folder_*"))) == 3
-    run("analyze.py", f"ckpt_path={tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}", f"hydra.run.dir={tmp_path / 'analysis'}",
-        "analysis.examples=4", "analysis.baseline_images=4", "analysis.jacobian_images=1", "analysis.svd=false",
-        "analysis.baselines=[mean]", "analysis.pca_resamples=0")  # the lighter analyses: 8 s less on 2 cores
+    callback = json.loads((tmp_path / "run" / "analysis" / "summary.json").read_text())
+    run(*documented("python analyze.py ckpt_path=logs/demo/runs/<run>/checkpoints/last.ckpt", {"logs/demo/runs/<run>": str(tmp_path / "run")}),
+        f"hydra.run.dir={tmp_path / 'analysis'}")
     summary = json.loads((tmp_path / "analysis" / "analysis" / "summary.json").read_text())
     assert summary["run"]["data"]["root"] == str(root) and np.isfinite(summary["metrics"]["psnr"])
+    assert summary["metrics"] == callback["metrics"]  # on the run's own folder and splits: the callback's numbers
 
 
 def test_train_py_on_a_too_small_folder_stops_in_one_line_before_any_model(tmp_path: Path) -> None:
