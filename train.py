@@ -298,10 +298,21 @@ def requeue_anytime(cfg: DictConfig):
     return requeue
 
 
+def lightning_logs_once() -> None:
+    """Importing Lightning adds a console handler of its own to the ``lightning`` logger; imported
+    after Hydra has set up logging (it is imported only once a run starts), its records would then
+    reach the console twice, through that handler and through Hydra's, which also writes the run's
+    log file. Leave them to Hydra's."""
+    import lightning  # noqa: F401  (the import adds the handler)
+
+    logging.getLogger("lightning").handlers.clear()
+
+
 @exit_on_user_error
 @ddp_in_sweep_jobs
 def train(cfg: DictConfig) -> float | None:
     """Fit the model, test it on the holdout, return the optimised metric."""
+    lightning_logs_once()
     requeue = requeue_anytime(cfg)  # first: SLURM's signal may come while the job is still starting
     caps = resolve_hardware(cfg)
     check(cfg)

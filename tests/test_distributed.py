@@ -387,8 +387,9 @@ def test_sigusr1_under_slurm_saves_requeues_and_the_requeued_job_resumes(tmp_pat
     """One SLURM task (trainer=slurm): SIGUSR1 mid-epoch writes hpc_ckpt_1.ckpt and calls
     `scontrol requeue JOB`; killed then, the job started again in the same folder resumes from it,
     in the same W&B run.
-    The run waits after batch 1 of epoch 1 until the requeue is done, so the signal lands at a known
-    step whatever the machine's speed."""
+    The run waits after batch 1 of epoch 1 until the test has sent the signal, so it lands at a known
+    step whatever the machine's speed; the job acts on it at the next batch's end (batch 2), a point
+    every rank reaches (inpaint.faults.RequeueAnytime)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     requeued = tmp_path / "scontrol.log"
@@ -396,9 +397,9 @@ def test_sigusr1_under_slurm_saves_requeues_and_the_requeued_job_resumes(tmp_pat
     (bin_dir / "scontrol").chmod(0o755)
     env = {**ENV, **slurm_env(tasks=1, rank=0), "PATH": f"{bin_dir}:{os.environ['PATH']}",
            "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "PYTHONPATH": str(ROOT / "tests")}
-    run, paused = tmp_path / "run", tmp_path / "paused"
+    run, paused, signalled = tmp_path / "run", tmp_path / "paused", tmp_path / "signalled"
     pause = ["+callbacks.pause._target_=test_distributed.PauseUntil", "+callbacks.pause.epoch=1",
-             "+callbacks.pause.at_batch=1", f"+callbacks.pause.marker={paused}", f"+callbacks.pause.until={requeued}"]
+             "+callbacks.pause.at_batch=1", f"+callbacks.pause.marker={paused}", f"+callbacks.pause.until={signalled}"]
     args = [sys.executable, str(ROOT / "train.py"), "experiment=smoke", "trainer=slurm", "trainer.accelerator=cpu",
             "trainer.devices=1", "trainer.precision=32-true", "data.train_size=480", "trainer.max_epochs=2",
             f"hydra.run.dir={run}", "logger=wandb", *QUIET[1:], *pause]
@@ -409,6 +410,7 @@ def test_sigusr1_under_slurm_saves_requeues_and_the_requeued_job_resumes(tmp_pat
             assert job.poll() is None and time.monotonic() < deadline, "the job ended before batch 1 of epoch 1"
             time.sleep(0.05)
         job.send_signal(signal.SIGUSR1)  # what SLURM sends ahead of the time limit
+        signalled.touch()  # the run goes on, to batch 2's end
         while not requeued.exists():  # scontrol comes after the checkpoint
             assert job.poll() is None and time.monotonic() < deadline, "no requeue before the job ended"
             time.sleep(0.05)
@@ -417,9 +419,9 @@ def test_sigusr1_under_slurm_saves_requeues_and_the_requeued_job_resumes(tmp_pat
         job.wait()
     assert requeued.read_text().split() == ["requeue", "4242"]
     saved = torch.load(run / "hpc_ckpt_1.ckpt", weights_only=False)
-    assert saved["global_step"] == 60 + 2 * 2  # epoch 0 (30 batches x 2 optimisers), then batches 0 and 1
+    assert saved["global_step"] == 60 + 3 * 2  # epoch 0 (30 batches x 2 optimisers), then batches 0 to 2
 
-    # the requeued job (the same command; its pause returns at once, the requeue being done)
+    # the requeued job (the same command; its pause returns at once, the signal having been sent)
     result = subprocess.run(args, check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Restored all states from the checkpoint at {run / 'hpc_ckpt_1.ckpt'}" in result.stdout + result.stderr
