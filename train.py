@@ -300,9 +300,9 @@ def requeue_anytime(cfg: DictConfig):
 
 def lightning_logs_once() -> None:
     """Importing Lightning adds a console handler of its own to the ``lightning`` logger; imported
-    after Hydra has set up logging (it is imported only once a run starts), its records would then
+    after Hydra has set up logging (only once the settings are checked), its records would then
     reach the console twice, through that handler and through Hydra's, which also writes the run's
-    log file. Leave them to Hydra's."""
+    log file. Leave them to Hydra's. (Lightning logs nothing as it is imported.)"""
     import lightning  # noqa: F401  (the import adds the handler)
 
     logging.getLogger("lightning").handlers.clear()
@@ -312,13 +312,13 @@ def lightning_logs_once() -> None:
 @ddp_in_sweep_jobs
 def train(cfg: DictConfig) -> float | None:
     """Fit the model, test it on the holdout, return the optimised metric."""
-    lightning_logs_once()
     requeue = requeue_anytime(cfg)  # first: SLURM's signal may come while the job is still starting
     caps = resolve_hardware(cfg)
     check(cfg)
     resolve_wandb(cfg)
     resolve_resume(cfg)
     log.info("Config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
+    lightning_logs_once()  # the settings are checked: the run starts
     from inpaint.faults import AtomicCheckpointIO, requeued_job
     from inpaint.malloc import retain_freed_memory
 
