@@ -128,7 +128,8 @@ def analyse_checkpoints(cfg: DictConfig, settings: AnalysisSettings, out: Path) 
         results = analyse(model.generator, datamodule.holdout_dataloader(), settings, mask=model.mask)
         results.summary["run"] = {"checkpoint": str(path), "overrides": overrides, "data": OmegaConf.to_container(data)}
         results.save(folder)
-        save_all(run_figures(results), folder)
+        if settings.figures:
+            save_all(run_figures(results), folder)
         write_run_explorer(folder, model.generator, datamodule.holdout_dataloader(), model.mask, settings, results)
         folders.append(folder)
         log.info("%s: hole PSNR %.2f dB, SSIM %.3f -> %s", path, results.summary["metrics"]["psnr"], results.summary["metrics"]["ssim"], folder)

@@ -29,10 +29,10 @@ class HoldoutAnalysis(L.Callback):
     """At the end of ``fit``, on rank zero only: the global (PCA) and local (Jacobian) analyses and
     the classical baselines on the data module's holdout split, with the final weights.
 
-    Writes ``RUN_DIR/analysis/`` (``summary.json``, ``results.npz``, one PNG per figure, drawn
-    from those results, and ``explorer.html``, the weight maps of the first image's hole pixels to
-    click through) and hands everything to the loggers (:func:`log_results`).
-    ``settings`` are :class:`~analysis.report.AnalysisSettings` fields; ``folder`` defaults to
+    Writes ``RUN_DIR/analysis/`` (``summary.json``, ``results.npz``, one PNG per figure drawn
+    from those results unless ``settings.figures`` is false, and ``explorer.html``, the weight
+    maps of the first image's hole pixels to click through) and hands everything to the loggers
+    (:func:`log_results`). ``settings`` are :class:`~analysis.report.AnalysisSettings` fields; ``folder`` defaults to
     ``RUN_DIR/analysis``.
     """
 
@@ -57,7 +57,7 @@ class HoldoutAnalysis(L.Callback):
         results = analyse(pl_module.generator, datamodule.holdout_dataloader(), self.settings, mask=pl_module.mask)
         (folder / COMPLETE).unlink(missing_ok=True)
         results.save(folder)
-        figures = run_figures(results)
+        figures = run_figures(results) if self.settings.figures else {}
         pictures = dict(zip(figures, save_all(figures, folder), strict=True))
         explorer = write_run_explorer(folder, pl_module.generator, datamodule.holdout_dataloader(), pl_module.mask,
                                       self.settings, results)

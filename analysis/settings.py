@@ -41,6 +41,9 @@ class AnalysisSettings:
             method's weight beyond it is reported beside the mean distance of its sources).
         explorer_pixels: hole pixels of the first holdout image whose maps ``explorer.html`` holds
             (a grid; 0: no page), about 0.19 MB each in the file.
+        figures: draw the figures (PNGs, and images for the loggers) when the analyses end; false
+            keeps the results alone (a few seconds less a run, for sweeps of many runs), and
+            ``analyze.py replot=RUN`` draws them later from those results.
         ps: the p of the phi_p curves (the authors' p are always added).
         pca_resamples: bootstrap resamples of the holdout crops on which both PCAs are fitted again,
             for the interval of the eigenvector similarity (0: none); each costs two PCA fits
@@ -63,6 +66,7 @@ class AnalysisSettings:
     exemplar_patch: int = 7
     far: float = 8.0
     explorer_pixels: int = 36
+    figures: bool = True
     ps: tuple[float, ...] = tuple(round(0.05 * k, 2) for k in range(21))
     pca_resamples: int = 20
     resamples: int = 2000
@@ -84,7 +88,7 @@ class AnalysisSettings:
                                "(under 10 MB); the live page (analyze.py explore=RUN) shows any pixel.")
         if self.max_images is not None and not whole(self.max_images, 2):
             raise InpaintError(f"analysis.max_images must be null (all) or an integer >= 2 (the PCA needs two images), not {self.max_images!r}.")
-        for name in ("grayscale", "svd"):
+        for name in ("grayscale", "svd", "figures"):
             if not isinstance(getattr(self, name), bool):
                 raise InpaintError(f"analysis.{name} must be true or false, not {getattr(self, name)!r}.")
         for name in ("energy_ks", "projection_ks"):

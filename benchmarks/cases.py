@@ -15,8 +15,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks import Worker, alternate, synchronize, timed
 from inpaint import hardware
-from inpaint.data.celeba import CelebADataModule
-from inpaint.data.folder import FolderDataModule
 from inpaint.models import ContextEncoder, PartialConvUNet
 from inpaint.pca import fit_pca
 
@@ -33,6 +31,7 @@ BEST = {"dense_bottleneck": True, "channels_last": True, "fused_adam": True}  # 
 TRAIN = {True: {"width": DEMO_WIDTH, "steps": 4, "warmup": 1, "repeats": 3},
          False: {"width": PAPER_WIDTH, "steps": 10, "warmup": 2, "repeats": 5}}  # ours needs 2 warm-up steps: 1 understates it
 DATA = {True: {"images": 512, "photos": 256, "repeats": 5}, False: {"images": 2048, "photos": 1024, "repeats": 5}}
+PCA = {True: {"images": 1000, "repeats": 3}, False: {"images": 5000, "repeats": 3}}
 JACOBIAN = {True: {"width": DEMO_WIDTH, "loop_rows": 12, "repeats": 3, "ours_repeats": 1},
             False: {"width": PAPER_WIDTH, "loop_rows": 64, "repeats": 3, "ours_repeats": 3}}
 
@@ -217,15 +216,15 @@ def pca(quick: bool, device: str) -> dict:
     """:func:`inpaint.pca.fit_pca` on ``device`` (streamed covariance; the N x N Gram matrix when
     N <= D) vs scikit-learn's exact PCA on the CPU, on the same float64 data. Ours' efficiency is
     its float64 FLOP/s (:func:`pca_flops`) over the float64 matmul peak."""
-    from sklearn.decomposition import PCA
+    from sklearn.decomposition import PCA as SklearnPCA
 
-    n, repeats = (1000, 3) if quick else (5000, 3)
+    n, repeats = PCA[quick]["images"], PCA[quick]["repeats"]
     x = _sample(n)
     x_np = x.numpy()
     fitted = {}
 
     def sklearn() -> float:
-        model = PCA(svd_solver="full")
+        model = SklearnPCA(svd_solver="full")
         seconds = timed(lambda: model.fit(x_np))
         fitted["sklearn"] = model.explained_variance_[:100]
         return seconds
@@ -272,6 +271,10 @@ def data(quick: bool, device: str) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from celeba_tree import make_celeba_tree
     from folder_tree import write_photographs
+
+    # imported here: the data modules import Lightning, which the other cases and a refused --device need not
+    from inpaint.data.celeba import CelebADataModule
+    from inpaint.data.folder import FolderDataModule
 
     n, photos, repeats = DATA[quick]["images"], DATA[quick]["photos"], DATA[quick]["repeats"]
     with tempfile.TemporaryDirectory() as tmp:

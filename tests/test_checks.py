@@ -72,6 +72,7 @@ def test_every_shipped_experiment_passes(experiment, monkeypatch):
         ("analysis.ps=[0.1,1.5]", "analysis.ps must be a list of numbers in [0, 1]"),
         ("analysis.energy_ks=[10,0]", "analysis.energy_ks must be a list of positive integers"),
         ("analysis.svd=maybe", "analysis.svd must be true or false"),
+        ("analysis.figures=2", "analysis.figures must be true or false"),
         ("+analysis.jacobian_imgs=16", "unknown analysis setting(s) ['jacobian_imgs']"),
     ],
 )

@@ -408,6 +408,8 @@ def test_the_smoke_experiment_trains_and_is_analysed_on_a_folder_of_photographs(
     run(*documented("python analyze.py ckpt_path=logs/demo/runs/<run>/checkpoints/last.ckpt", {"logs/demo/runs/<run>": str(tmp_path / "run")}),
         f"hydra.run.dir={tmp_path / 'analysis'}")
     summary = json.loads((tmp_path / "analysis" / "analysis" / "summary.json").read_text())
+    drawn = sorted(p.name for p in (tmp_path / "run" / "analysis").glob("*.png"))
+    assert sorted(p.name for p in (tmp_path / "analysis" / "analysis").glob("*.png")) == drawn and len(drawn) == 18
     assert summary["run"]["data"]["root"] == str(root) and np.isfinite(summary["metrics"]["psnr"])
     assert summary["metrics"] == callback["metrics"]  # on the run's own folder and splits: the callback's numbers
 

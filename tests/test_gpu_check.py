@@ -159,9 +159,13 @@ def test_without_cuda_it_says_so_in_one_line_and_writes_nothing(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     out = tmp_path / "gpu_check.json"
-    run = subprocess.run([sys.executable, "-m", "benchmarks.gpu_check", "--out", str(out)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120, check=False)
+    # `python -m benchmarks.gpu_check --out FILE`, with the modules it loaded printed at its exit: not
+    # Lightning nor matplotlib (seconds on a small CPU) to say there is no GPU
+    code = ("import atexit, runpy, sys; atexit.register(lambda: print('LOADED', [m for m in ('lightning', 'matplotlib') if m in sys.modules])); "
+            f"sys.argv = ['gpu_check', '--out', {str(out)!r}]; runpy.run_module('benchmarks.gpu_check', run_name='__main__', alter_sys=True)")
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0 and run.stderr == "", run.stderr
-    assert run.stdout.count("\n") == 1 and "no CUDA GPU here" in run.stdout and torch.__version__ in run.stdout
-    assert ("a CPU build" in run.stdout) == (torch.version.cuda is None)
+    said, loaded = run.stdout.splitlines()
+    assert "no CUDA GPU here" in said and torch.__version__ in said and loaded == "LOADED []"
+    assert ("a CPU build" in said) == (torch.version.cuda is None)
     assert not out.exists() and list(tmp_path.iterdir()) == []
