@@ -62,7 +62,7 @@ class TrainNorm(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
         n = _reduced(x)[1]
-        ones, _ = _unit(x)
+        ones = _ones(x)
         with torch.autocast(x.device.type, enabled=False):
             # train-mode batch norm of x without affine parameters: only its mean and 1/std (biased) are kept
             _, mean, invstd = torch.native_batch_norm(x, ones, None, None, None, True, 0.0, 0.0)
@@ -80,7 +80,8 @@ class TrainNorm(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor, _grad_var: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
         x, weight, mean, std, scale = ctx.saved_tensors
         n = _reduced(x)[1]
-        ones, zeros = _unit(x)
+        ones = _ones(x)
+        zeros = torch.zeros_like(ones)
         with torch.autocast(x.device.type, enabled=False):
             grad_out = grad_out.contiguous(memory_format=_layout(x))
             # eval-mode batch norm's weight gradient with mean 0 and variance 1: sum(grad_out * x), fused
@@ -94,11 +95,10 @@ class TrainNorm(torch.autograd.Function):
         return grad_x, (products / denom).to(weight.dtype), None
 
 
-def _unit(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel ones and zeros in the statistics' dtype (float32 or wider: torch's mixed-dtype
-    batch-norm kernels take bf16 or half activations with float32 parameters)."""
-    dtype = torch.promote_types(x.dtype, torch.float32)
-    return (torch.ones(x.shape[1], dtype=dtype, device=x.device), torch.zeros(x.shape[1], dtype=dtype, device=x.device))
+def _ones(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel ones in the statistics' dtype (float32 or wider: torch's mixed-dtype batch-norm
+    kernels take bf16 or half activations with float32 parameters)."""
+    return torch.ones(x.shape[1], dtype=torch.promote_types(x.dtype, torch.float32), device=x.device)
 
 
 def _channel_shape(x: torch.Tensor) -> tuple[int, ...]:
