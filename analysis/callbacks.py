@@ -32,8 +32,8 @@ class HoldoutAnalysis(L.Callback):
     Writes ``RUN_DIR/analysis/`` (``summary.json``, ``results.npz``, one PNG per figure drawn
     from those results unless ``settings.figures`` is false, and ``explorer.html``, the weight
     maps of the first image's hole pixels to click through) and hands everything to the loggers
-    (:func:`log_results`). ``settings`` are :class:`~analysis.report.AnalysisSettings` fields; ``folder`` defaults to
-    ``RUN_DIR/analysis``.
+    (:func:`log_results`). ``settings`` are :class:`~analysis.report.AnalysisSettings` fields;
+    ``folder`` defaults to ``RUN_DIR/analysis``.
     """
 
     def __init__(self, settings: Mapping | None = None, folder: str | None = None) -> None:
