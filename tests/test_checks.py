@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from imports_at_exit import run_noting_imports
 from omegaconf import OmegaConf
 
 from analysis.settings import AnalysisSettings
@@ -111,9 +112,6 @@ def test_train_py_refuses_before_building_anything(override, message, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hydra", "train.log"]
 
 
-HEAVY = ("torch", "lightning", "matplotlib")
-
-
 @pytest.mark.parametrize(
     ("script", "args", "allowed"),
     [("train.py", ["--cfg", "job"], ()), ("train.py", ["--help"], ()), ("analyze.py", ["--help"], ()),
@@ -123,14 +121,9 @@ HEAVY = ("torch", "lightning", "matplotlib")
 def test_the_entry_points_answer_before_importing_what_a_run_needs(script, args, allowed, tmp_path):
     """`--help`, `--cfg job` and a refused setting never import Lightning or matplotlib (seconds on a
     small CPU); the first two not even torch. The modules loaded are read at the process's exit."""
-    path = str(ROOT / script)
-    code = (f"import atexit, runpy, sys; atexit.register(lambda: print('LOADED', [m for m in {HEAVY!r} if m in sys.modules])); "
-            f"sys.argv = [{path!r}, *{args!r}, 'hydra.run.dir={tmp_path}']; runpy.run_path({path!r}, run_name='__main__')")
-    if args[0].startswith("--"):  # Hydra's flags take no overrides
-        code = code.replace(f", 'hydra.run.dir={tmp_path}'", "")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    loaded = next(line for line in result.stdout.splitlines() if line.startswith("LOADED"))
-    assert loaded == f"LOADED {list(allowed)!r}", result.stdout[-2000:] + result.stderr[-2000:]
+    extra = [] if args[0].startswith("--") else [f"hydra.run.dir={tmp_path}"]  # Hydra's flags take no overrides
+    result, loaded = run_noting_imports(str(ROOT / script), [*args, *extra])
+    assert loaded == list(allowed), result.stdout[-2000:] + result.stderr[-2000:]
 
 
 @pytest.mark.parametrize("case", ["missing", "wrong_mask", "not_ours"])
@@ -146,13 +139,11 @@ def test_analyze_refuses_a_wrong_checkpoint_before_importing_lightning(case, tmp
         torch.save({"weights": torch.zeros(2)}, ckpt)
     path = str(ROOT / "analyze.py")
     args = [f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'out'}"] + (["mask_size=16"] if case == "wrong_mask" else [])
-    code = (f"import atexit, runpy, sys; atexit.register(lambda: print('LOADED', [m for m in {HEAVY!r} if m in sys.modules])); "
-            f"sys.argv = [{path!r}, *{args!r}]; runpy.run_path({path!r}, run_name='__main__')")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result, loaded = run_noting_imports(path, args)
     message = {"missing": "does not exist", "wrong_mask": "has mask size 64, but mask_size=16", "not_ours": "not an inpaint checkpoint"}[case]
     errors = [line for line in (result.stdout + result.stderr).splitlines() if "ERROR" in line]
     assert len(errors) == 1 and message in errors[0], result.stdout[-2000:] + result.stderr[-2000:]
-    assert "LOADED ['torch']" in result.stdout
+    assert loaded == ["torch"]
 
 
 @pytest.mark.parametrize("command", [["train.py", "experiment=smoke"], ["analyze.py", "ckpt_path=any.ckpt"]])

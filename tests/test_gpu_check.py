@@ -3,12 +3,12 @@ tolerance, the table, and the one-line answer on a machine without CUDA."""
 
 import json
 import math
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from imports_at_exit import run_noting_imports
 from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,13 +159,11 @@ def test_without_cuda_it_says_so_in_one_line_and_writes_nothing(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     out = tmp_path / "gpu_check.json"
-    # `python -m benchmarks.gpu_check --out FILE`, with the modules it loaded printed at its exit: not
-    # Lightning nor matplotlib (seconds on a small CPU) to say there is no GPU
-    code = ("import atexit, runpy, sys; atexit.register(lambda: print('LOADED', [m for m in ('lightning', 'matplotlib') if m in sys.modules])); "
-            f"sys.argv = ['gpu_check', '--out', {str(out)!r}]; runpy.run_module('benchmarks.gpu_check', run_name='__main__', alter_sys=True)")
-    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    # `python -m benchmarks.gpu_check --out FILE`: neither Lightning nor matplotlib (seconds on a small
+    # CPU) loaded to say there is no GPU
+    run, loaded = run_noting_imports("benchmarks.gpu_check", ["--out", str(out)], module=True)
     assert run.returncode == 0 and run.stderr == "", run.stderr
-    said, loaded = run.stdout.splitlines()
-    assert "no CUDA GPU here" in said and torch.__version__ in said and loaded == "LOADED []"
+    (said,) = run.stdout.splitlines()
+    assert "no CUDA GPU here" in said and torch.__version__ in said and not {"lightning", "matplotlib"} & set(loaded)
     assert ("a CPU build" in said) == (torch.version.cuda is None)
     assert not out.exists() and list(tmp_path.iterdir()) == []
