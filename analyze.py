@@ -4,6 +4,7 @@
     python analyze.py 'ckpt_path=[A.ckpt,B.ckpt]'            # one sub-folder each, and RUN_DIR/comparison/
     python analyze.py replot=RUN                              # redraw RUN's figures from its saved results
     python analyze.py 'compare=[RUN_A,RUN_B]'                 # or a sweep folder: RUN_DIR/comparison/
+    python analyze.py compare=SWEEP "reference='pca=none'"   # effects.csv: each setting against that one
     python analyze.py explore=RUN                             # any pixel's weight map, in the browser
 
 A checkpoint inside a run folder is analysed with that run's data settings (its .hydra/config.yaml),
@@ -267,6 +268,9 @@ def run(cfg: DictConfig) -> None:
             f"compare=[RUN_A,RUN_B] (compare saved runs) or explore=RUN_DIR (any pixel's weight map in the browser); "
             f"got {modes or 'none'}."
         )
+    if cfg.get("reference") is not None and cfg.get("compare") is None:
+        raise InpaintError(f"reference={cfg.reference} is read by compare= only; compare the analysed runs afterwards: "
+                           "python analyze.py 'compare=[RUN_A,RUN_B]' \"reference='SETTING'\"")
     from inpaint.checks import check_writable
 
     settings = AnalysisSettings.from_config(OmegaConf.to_container(cfg.analysis, resolve=True))
@@ -275,11 +279,14 @@ def run(cfg: DictConfig) -> None:
     if cfg.get("replot") is not None:
         return replot(str(cfg.replot), out, settings)
     if cfg.get("compare") is not None:
-        from analysis.comparison import compare
+        from analysis.comparison import compare, effects_table
 
         comparison = compare(as_list(cfg.compare))
-        comparison.write(out / "comparison")
+        comparison.write(out / "comparison", cfg.reference)
         log.info("Compared %d runs (%s) -> %s", len(comparison.runs), ", ".join(r.label for r in comparison.runs), out / "comparison")
+        if len(comparison.settings) > 1:
+            log.info("Against %s, over seeds (95 %% Welch intervals; effects.csv has every number):\n%s",
+                     comparison.reference(cfg.reference), effects_table(comparison.effect_rows(cfg.reference)))
         return None
     if cfg.retain_freed_memory:
         from inpaint.malloc import retain_freed_memory

@@ -82,7 +82,7 @@ class SweepComparison(Callback):
     warning, not an error: its jobs' own outcomes stand."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        from analysis.comparison import compare
+        from analysis.comparison import compare, effects_table
 
         sweep = Path(config.hydra.sweep.dir)
         try:
@@ -92,6 +92,9 @@ class SweepComparison(Callback):
             log.warning("No comparison of the sweep's runs: %s", error)
             return
         log.info("Comparison of %d runs -> %s", len(comparison.runs), sweep / "comparison")
+        if len(comparison.settings) > 1:
+            log.info("Against the first job's setting, over seeds (effects.csv has every number):\n%s",
+                     effects_table(comparison.effect_rows()))
 
 
 def instantiate_all(group: DictConfig | None) -> list:

@@ -5,8 +5,9 @@ they hold; :func:`compare` loads them, labels each run by the overrides that dis
 the others (its ``.hydra/overrides.yaml``, or what ``analyze.py`` recorded in the summary), groups
 runs that differ only by ``seed`` into one setting, and tabulates the headline numbers.
 :meth:`Comparison.write` writes ``runs.csv`` (one row per run), ``settings.csv`` (mean, standard
-deviation and count per setting), the comparison figures (``analysis.figures.comparison_figures``)
-and, when mask sizes differ, the cross-run findings (``findings.json``, ``findings.png``).
+deviation and count per setting), ``effects.csv`` (each setting against a reference setting, with
+the seeds' interval), the comparison figures (``analysis.figures.comparison_figures``) and, when
+mask sizes differ, the cross-run findings (``findings.json``, ``findings.png``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import scipy.stats
 import yaml
 
 from analysis.findings import across_seeds, cross_run_findings
@@ -27,6 +29,7 @@ from analysis.results import SUMMARY, Results, load_results
 from inpaint.errors import InpaintError
 
 PIXELS = ("corner", "edge", "centre")
+DESCRIPTORS = ("mask_size", "hole_area", "holdout_images")  # numbers of headline_row that say what was measured, not how well
 # overrides that say where or how a run ran, not what it is: never a column of the comparison
 IGNORED = re.compile(r"^(hydra|paths|logger|callbacks|trainer\.(devices|num_nodes|accelerator|strategy|enable_\w+)|"
                      r"retain_freed_memory|ckpt_path|test|tags|task_name)(\.|$)")
@@ -75,8 +78,7 @@ class Comparison:
             row = {"setting": setting, "runs": len(runs), "seeds": " ".join(run.overrides.get("seed", "(default)") for run in runs),
                    "architecture": _architecture(runs[0].results.summary)}
             for key in numbers[0]:
-                values = np.array([n.get(key, math.nan) for n in numbers], dtype=float)
-                values = values[~np.isnan(values)]
+                values = _measured([n.get(key, math.nan) for n in numbers])
                 row[f"{key}_mean"] = float(values.mean()) if len(values) else ""
                 row[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else ""
                 row[f"{key}_min"] = float(values.min()) if len(values) else ""
@@ -90,13 +92,53 @@ class Comparison:
             out.append(row)
         return out
 
-    def write(self, folder: str | Path) -> list[Path]:
-        """``folder/runs.csv``, ``folder/settings.csv`` and the comparison figures."""
+    def reference(self, setting: str | None = None) -> str:
+        """The setting the others are set against: ``setting``, or the first run's. Raises
+        :class:`InpaintError` for a name that is none of the settings."""
+        if setting is None:
+            return self.runs[0].setting
+        if setting not in self.settings:
+            raise InpaintError(f"compare: the reference {setting!r} is none of the settings compared: "
+                               f"{', '.join(repr(s) for s in self.settings)}. Pass one of them, quoted for Hydra: \"reference='{next(iter(self.settings))}'\" "
+                               "(or no reference: the first run's setting).")
+        return setting
+
+    def effect_rows(self, reference: str | None = None) -> list[dict]:
+        """Each other setting against the reference (:meth:`reference`), one row per number of
+        :func:`headline_row`: both means over their seeds, the difference, its 95 % interval (Welch's,
+        from the two settings' spread over seeds; empty where either has one run) and its verdict:
+        ``higher`` or ``lower`` when the interval excludes 0, else ``within spread``. So "does this
+        setting change that number?" is answered against the noise the seeds measured, not one run."""
+        reference = self.reference(reference)
+        numbers = {setting: [headline_row(run.results.summary) for run in runs] for setting, runs in self.settings.items()}
+        out = []
+        for setting, rows in numbers.items():
+            if setting == reference:
+                continue
+            for key in (k for k in rows[0] if k not in DESCRIPTORS):
+                ours, theirs = (_measured([row.get(key, math.nan) for row in group]) for group in (rows, numbers[reference]))
+                if not len(ours) or not len(theirs):
+                    continue
+                difference = float(ours.mean() - theirs.mean())
+                interval = welch_interval(ours, theirs)
+                verdict = "one run: no spread" if interval is None else (
+                    "higher" if interval[0] > 0 else "lower" if interval[1] < 0 else "within spread")
+                out.append({"setting": setting, "reference": reference, "number": key, "runs": len(ours), "reference_runs": len(theirs),
+                            "mean": float(ours.mean()), "reference_mean": float(theirs.mean()), "difference": difference,
+                            "low": interval[0] if interval else "", "high": interval[1] if interval else "", "verdict": verdict})
+        return out
+
+    def write(self, folder: str | Path, reference: str | None = None) -> list[Path]:
+        """``folder/runs.csv``, ``folder/settings.csv``, ``folder/effects.csv`` (with two settings or
+        more; ``reference`` as in :meth:`effect_rows`) and the comparison figures."""
         from analysis.figures import comparison_figures, fig_findings, save_all  # matplotlib: only when drawing
 
+        effects = self.effect_rows(reference) if len(self.settings) > 1 else []  # a wrong reference refused before writing
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         written = [_write_csv(folder / "runs.csv", self.rows()), _write_csv(folder / "settings.csv", self.setting_rows())]
+        if effects:
+            written.append(_write_csv(folder / "effects.csv", effects))
         runs = {run.label: run.results for run in self.runs}
         settings = {setting: [run.label for run in group] for setting, group in self.settings.items()}
         figures = comparison_figures(runs, settings)
@@ -106,6 +148,37 @@ class Comparison:
             written.append(folder / "findings.json")
             figures["findings"] = fig_findings(cross_run)
         return written + save_all(figures, folder)
+
+
+def welch_interval(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> tuple[float, float] | None:
+    """The ``level`` interval of mean(a) - mean(b) by Welch's t (unequal variances; Student's t with
+    the Welch-Satterthwaite degrees of freedom), or None when either sample has one value. Seeds are
+    few (3 in ``experiment=pca_ablation``), so the t quantile, not the normal one: 4.3 for 2 degrees
+    of freedom, against 1.96. Both spreads zero: the interval is the difference itself."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    difference = float(a.mean() - b.mean())
+    if va + vb == 0:
+        return difference, difference
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(scipy.stats.t.ppf(0.5 + level / 2, dof) * math.sqrt(va + vb))
+    return difference - half, difference + half
+
+
+def effects_table(rows: list[dict], numbers: tuple[str, ...] = ("psnr", "ssim")) -> str:
+    """The effects on ``numbers`` as a few lines of text, for the log."""
+    lines = []
+    for row in (r for r in rows if r["number"] in numbers):
+        interval = f"[{row['low']:+.4g}, {row['high']:+.4g}]" if row["low"] != "" else "(one run)"
+        lines.append(f"{row['setting']} vs {row['reference']}: {row['number']} {row['difference']:+.4g} {interval} {row['verdict']}")
+    return "\n".join(lines)
+
+
+def _measured(values: list[float]) -> np.ndarray:
+    """The values a run measured (NaN: not measured, e.g. no Jacobian analysis)."""
+    values = np.array(values, dtype=float)
+    return values[~np.isnan(values)]
 
 
 def _write_csv(path: Path, rows: list[dict]) -> Path:

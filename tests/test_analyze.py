@@ -89,6 +89,12 @@ def assert_compares_both_masks(comparison: Path, analyses: list[Path]) -> None:
     for name in ("F9_phi_by_mask", "F1_inpainting", "phi_p", "energy_captured", "singular_values", "poles"):
         assert (comparison / f"{name}.png").stat().st_size > 5000, name
     assert len(read_csv(comparison / "settings.csv")) == 2
+    # the 16 mask against the first run's setting: one run each, so a difference without an interval
+    effects = {row["number"]: row for row in read_csv(comparison / "effects.csv")}
+    assert {row["setting"] + " vs " + row["reference"] for row in effects.values()} == {"mask=center16 vs mask=center64"}
+    assert float(effects["psnr"]["difference"]) == pytest.approx(float(rows[1]["psnr"]) - float(rows[0]["psnr"]))
+    assert effects["psnr"]["verdict"] == "one run: no spread" and effects["psnr"]["low"] == ""
+    assert "mask_size" not in effects  # what was measured differs by design: not an effect
 
 
 def test_a_sweep_ends_with_its_comparison(runs):
@@ -167,15 +173,16 @@ def test_command_line_data_settings_change_the_runs_own(runs):
 
 
 # a file that is no checkpoint, or a planted one: tests/test_checkpoint.py
-@pytest.mark.parametrize("case", ["missing", "wrong_mask", "no_mode"])
+@pytest.mark.parametrize("case", ["missing", "wrong_mask", "no_mode", "reference"])
 def test_bad_checkpoints_fail_with_one_clear_message(case, runs, tmp_path):
-    path = {"missing": tmp_path / "nope.ckpt", "wrong_mask": runs[0] / "checkpoints" / "last.ckpt", "no_mode": None}[case]
-    extra = {"missing": [], "wrong_mask": ["mask_size=16"], "no_mode": [f"replot={runs[0]}"]}[case]
+    path = {"missing": tmp_path / "nope.ckpt", "wrong_mask": runs[0] / "checkpoints" / "last.ckpt"}.get(case)
+    extra = {"missing": [], "wrong_mask": ["mask_size=16"], "no_mode": [f"replot={runs[0]}"], "reference": ["reference='mask=center64'"]}[case]
     ckpt = [f"ckpt_path={path or runs[0] / 'checkpoints' / 'last.ckpt'}"]
     result = run("analyze.py", *ckpt, f"hydra.run.dir={tmp_path / 'out'}", *extra, check=False)
     output = result.stdout + result.stderr
     assert result.returncode == 2 and "Traceback" not in output
-    message = {"missing": "does not exist", "wrong_mask": "mask size 64", "no_mode": "needs exactly one of ckpt_path"}[case]
+    message = {"missing": "does not exist", "wrong_mask": "mask size 64", "no_mode": "needs exactly one of ckpt_path",
+               "reference": "is read by compare= only"}[case]
     assert [line for line in output.splitlines() if "ERROR" in line] == [line for line in output.splitlines() if message in line]
     assert not (tmp_path / "out" / "analysis").exists()
 
@@ -207,6 +214,44 @@ def test_seeds_of_one_setting_are_grouped_with_their_spread(runs, tmp_path):
     assert [e["seed"] for e in cross["smaller_mask_more_local"]["per_seed"]] == ["0"]
     assert cross["smaller_mask_more_local"]["verdict"] == cross["smaller_mask_more_local"]["per_seed"][0]["verdict"]
     assert (tmp_path / "comparison" / "poles.png").stat().st_size > 5000
+
+
+def test_effects_set_each_setting_against_the_reference_within_the_seeds_spread(runs, tmp_path):
+    """effects.csv: each setting's difference to the reference setting with Welch's 95 % interval over
+    their seeds (scipy's Welch test the reference): a difference the seeds' spread covers is "within
+    spread", one it cannot cover "higher" / "lower"; a reference that is no setting is refused before
+    anything is written."""
+    from scipy.stats import ttest_ind
+
+    from inpaint.errors import InpaintError
+
+    psnr = {"center64": [20.0, 20.2, 20.1], "center16": [20.15, 20.35, 20.2]}  # noise larger than the effect
+    ssim = {"center64": [0.50, 0.51, 0.50], "center16": [0.60, 0.61, 0.61]}  # an effect far beyond the noise
+    for n, (mask, seed) in enumerate((m, s) for m in psnr for s in range(3)):
+        folder = tmp_path / "sweep" / str(n)
+        shutil.copytree(runs[0] / "analysis", folder / "analysis")
+        summary = json.loads((folder / "analysis" / "summary.json").read_text())
+        summary["metrics"] |= {"psnr": psnr[mask][seed], "ssim": ssim[mask][seed]}
+        (folder / "analysis" / "summary.json").write_text(json.dumps(summary))
+        (folder / ".hydra").mkdir()
+        (folder / ".hydra" / "overrides.yaml").write_text(json.dumps([f"mask={mask}", f"seed={seed}"]))
+    comparison = compare([tmp_path / "sweep"])
+    with pytest.raises(InpaintError, match="reference 'mask=center32' is none of the settings"):
+        comparison.write(tmp_path / "refused", reference="mask=center32")
+    assert not (tmp_path / "refused").exists()
+    comparison.write(tmp_path / "comparison", reference="mask=center64")
+    effects = {row["number"]: row for row in read_csv(tmp_path / "comparison" / "effects.csv")}
+    for number, values, verdict in (("psnr", psnr, "within spread"), ("ssim", ssim, "higher")):
+        row = effects[number]
+        expected = ttest_ind(values["center16"], values["center64"], equal_var=False).confidence_interval(0.95)
+        assert (row["setting"], row["reference"], row["runs"], row["reference_runs"]) == ("mask=center16", "mask=center64", "3", "3")
+        assert float(row["difference"]) == pytest.approx(np.mean(values["center16"]) - np.mean(values["center64"]))
+        assert (float(row["low"]), float(row["high"])) == pytest.approx((expected.low, expected.high), rel=1e-9)
+        assert row["verdict"] == verdict, row
+    assert effects["telea_psnr"]["verdict"] == "within spread" and float(effects["telea_psnr"]["difference"]) == 0  # same images
+    # the other way round, every sign flips
+    flipped = {row["number"]: row for row in compare([tmp_path / "sweep"]).effect_rows(reference="mask=center16")}
+    assert flipped["ssim"]["verdict"] == "lower" and float(flipped["psnr"]["difference"]) == -float(effects["psnr"]["difference"])
 
 
 def test_the_authors_holdout_on_a_run_trained_without_it_warns(tmp_path, caplog):
