@@ -129,9 +129,10 @@ class Comparison:
         return out
 
     def write(self, folder: str | Path, reference: str | None = None) -> list[Path]:
-        """``folder/runs.csv``, ``folder/settings.csv``, ``folder/effects.csv`` (with two settings or
-        more; ``reference`` as in :meth:`effect_rows`) and the comparison figures."""
-        from analysis.figures import comparison_figures, fig_findings, save_all  # matplotlib: only when drawing
+        """``folder/runs.csv``, ``folder/settings.csv``, ``folder/effects.csv`` and ``effects.png`` (with
+        two settings or more; ``reference`` as in :meth:`effect_rows`) and the comparison figures."""
+        # matplotlib: only when drawing
+        from analysis.figures import comparison_figures, fig_effects, fig_findings, save_all
 
         effects = self.effect_rows(reference) if len(self.settings) > 1 else []  # a wrong reference refused before writing
         folder = Path(folder)
@@ -147,6 +148,8 @@ class Comparison:
             (folder / "findings.json").write_text(json.dumps(cross_run, indent=2))
             written.append(folder / "findings.json")
             figures["findings"] = fig_findings(cross_run)
+        if effects:
+            figures["effects"] = fig_effects(effects)
         return written + save_all(figures, folder)
 
 

@@ -21,6 +21,7 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
+from matplotlib.ticker import MaxNLocator
 
 from analysis.jacobian import phi_windows
 from analysis.locality import phi_windows as phi_windows_of
@@ -567,6 +568,37 @@ def fig_findings(entries: Sequence[Mapping]) -> Figure:
     if any(entry["authors"] is not None for entry in entries):
         key = Line2D([], [], color="black", marker="D", markerfacecolor="none", linestyle="none", label="authors, CelebA")
         fig.legend(handles=[key], loc="lower right", frameon=False, fontsize=SMALL - 2)
+    return fig
+
+
+EFFECT_NUMBERS = {"psnr": "hole PSNR (dB)", "ssim": "hole SSIM", "phi_0.1_centre": r"$\phi_{0.1}$ centre",
+                  "between_poles": "between the poles\n(0 diffusion, 1 exemplar)"}
+EFFECT_COLOURS = {"higher": "#2a9d3f", "lower": "#d1372b", "within spread": "0.45", "one run: no spread": "0.45"}
+
+
+def fig_effects(rows: Sequence[Mapping], numbers: Mapping[str, str] = EFFECT_NUMBERS) -> Figure:
+    """Each setting against the reference (``Comparison.effect_rows``), one panel per number of
+    ``numbers`` (``{key: axis label}``): the difference of means (dot) and its 95 % interval over the
+    seeds (bar) against zero (dashed), coloured by the verdict (green higher, red lower, grey within
+    the seeds' spread; a hollow dot: one run, no interval)."""
+    numbers = {key: label for key, label in numbers.items() if any(r["number"] == key for r in rows)}
+    settings = list(dict.fromkeys(r["setting"] for r in rows))
+    fig = _figure(f"Against {rows[0]['reference']}: difference, 95 % interval over seeds",
+                  (3.2 * len(numbers) + 2.0, 0.45 * len(settings) + 2.0))
+    axes = fig.subplots(1, len(numbers), squeeze=False, sharey=True)[0]
+    for ax, (key, label) in zip(axes, numbers.items()):
+        for row in (r for r in rows if r["number"] == key):
+            y, colour = settings.index(row["setting"]), EFFECT_COLOURS[row["verdict"]]
+            if row["low"] != "":
+                ax.plot([row["low"], row["high"]], [y, y], color=colour, linewidth=5, solid_capstyle="butt", alpha=0.6)
+            ax.plot([row["difference"]], [y], "o", color=colour, markersize=7, markerfacecolor=colour if row["low"] != "" else "none")
+        ax.axvline(0.0, color="0.2", linestyle="--", linewidth=1.2)
+        ax.set_xlabel(label, fontsize=SMALL)
+        ax.tick_params(labelsize=SMALL - 2)
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+        ax.grid(alpha=0.3, axis="x")
+    axes[0].set_yticks(range(len(settings)), settings, fontsize=SMALL)
+    axes[0].set_ylim(len(settings) - 0.5, -0.5)
     return fig
 
 

@@ -86,7 +86,7 @@ def assert_compares_both_masks(comparison: Path, analyses: list[Path]) -> None:
         assert float(row["source_distance_exemplar"]) == distance["exemplar"]
         assert float(row["between_poles"]) == pytest.approx(
             (distance["cnn"] - distance["biharmonic"]) / (distance["exemplar"] - distance["biharmonic"]))
-    for name in ("F9_phi_by_mask", "F1_inpainting", "phi_p", "energy_captured", "singular_values", "poles"):
+    for name in ("F9_phi_by_mask", "F1_inpainting", "phi_p", "energy_captured", "singular_values", "poles", "effects"):
         assert (comparison / f"{name}.png").stat().st_size > 5000, name
     assert len(read_csv(comparison / "settings.csv")) == 2
     # the 16 mask against the first run's setting: one run each, so a difference without an interval
