@@ -513,12 +513,16 @@ def fig_centroids(offsets: Mapping[str, tuple[float, float]], pixels: Mapping[st
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=SMALL, frameon=False,
               title="offset (row, col)\nrow > 0: below", title_fontsize=SMALL)
     if distances:
-        _source_bars(bars[0], distances, list(offsets))
+        hole = _geometry(mask)[0]
+        known = [name for name in offsets if not hole[offset + pixels[name][0], offset + pixels[name][1]]]
+        _source_bars(bars[0], distances, list(offsets), known)
     return fig
 
 
-def _source_bars(ax, distances: Mapping[str, Mapping[str, float]], names: Sequence[str]) -> None:
-    """Grouped bars: per named pixel, the mean distance from the hole of each method's sources."""
+def _source_bars(ax, distances: Mapping[str, Mapping[str, float]], names: Sequence[str], known: Sequence[str] = ()) -> None:
+    """Grouped bars: per named pixel, the mean distance from the hole of each method's sources; the
+    ``known`` pixels (in the overlap band, outside the hole) said under them: the classical fills
+    keep such a pixel, so their bar is its own distance from the hole, not a choice of sources."""
     width = 0.8 / len(distances)
     for k, (method, by_pixel) in enumerate(distances.items()):
         values = [by_pixel.get(name, np.nan) for name in names]
@@ -528,6 +532,10 @@ def _source_bars(ax, distances: Mapping[str, Mapping[str, float]], names: Sequen
     ax.set_ylabel("mean distance of the weight\nfrom the hole (px)", fontsize=SMALL)
     ax.set_title("where each method draws from", fontsize=SMALL)
     ax.legend(fontsize=SMALL - 1, frameon=False)
+    if known:
+        them, its = ("them", "the pixels'") if len(known) > 1 else ("it", "its")
+        ax.set_xlabel(f"{' and '.join(known)}: outside the hole (overlap band);\nthe fills keep {them}: their bars are {its} own distance",
+                      fontsize=SMALL - 2, style="italic")
 
 
 VERDICT_COLOURS = {"holds": "#2a9d3f", "fails": "#d1372b", "inconclusive": "0.55", "not applicable": "0.55"}

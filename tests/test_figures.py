@@ -266,6 +266,10 @@ def test_centroids_set_the_source_distances_beside_the_poles():
     heights = [[patch.get_height() for patch in container] for container in bars.containers]
     assert heights == [[distances[m][name] for name in offsets] for m in distances]  # per method, pixels in order
     assert [t.get_text() for t in bars.get_legend().get_texts()] == ["CNN", "biharmonic", "exemplar"]
+    # corner (0, 0) and edge (8, 15) lie in the 16 mask's 1-pixel overlap band: the classical fills keep them, said under the bars
+    assert bars.get_xlabel().startswith("corner and edge: outside the hole")
+    _, bars = F.fig_centroids(offsets, PIXELS, CenterMask(S, M, overlap=0), distances=distances).axes
+    assert bars.get_xlabel() == ""  # no overlap band: every pixel is in the hole
 
 
 def test_crop_vectors_must_fit_the_mask():
