@@ -93,8 +93,8 @@ class SweepComparison(Callback):
             return
         log.info("Comparison of %d runs -> %s", len(comparison.runs), sweep / "comparison")
         if len(comparison.settings) > 1:
-            log.info("Against the first job's setting, over seeds (effects.csv has every number):\n%s",
-                     effects_table(comparison.effect_rows()))
+            log.info("Against %s (the first job's setting), over seeds (95 %% Welch intervals; effects.csv has every number):\n%s",
+                     comparison.reference(), effects_table(comparison.effect_rows()))
 
 
 def instantiate_all(group: DictConfig | None) -> list:
