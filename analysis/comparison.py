@@ -29,7 +29,8 @@ from analysis.results import SUMMARY, Results, load_results
 from inpaint.errors import InpaintError
 
 PIXELS = ("corner", "edge", "centre")
-DESCRIPTORS = ("mask_size", "hole_area", "holdout_images")  # numbers of headline_row that say what was measured, not how well
+# numbers of headline_row that say what was measured or where (an argmax), not how well: no effects row
+DESCRIPTORS = ("mask_size", "hole_area", "holdout_images", "projection_gain_best_k")
 # overrides that say where or how a run ran, not what it is: never a column of the comparison
 IGNORED = re.compile(r"^(hydra|paths|logger|callbacks|trainer\.(devices|num_nodes|accelerator|strategy|enable_\w+)|"
                      r"retain_freed_memory|ckpt_path|test|tags|task_name)(\.|$)")

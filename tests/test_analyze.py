@@ -94,7 +94,7 @@ def assert_compares_both_masks(comparison: Path, analyses: list[Path]) -> None:
     assert {row["setting"] + " vs " + row["reference"] for row in effects.values()} == {"mask=center16 vs mask=center64"}
     assert float(effects["psnr"]["difference"]) == pytest.approx(float(rows[1]["psnr"]) - float(rows[0]["psnr"]))
     assert effects["psnr"]["verdict"] == "one run: no spread" and effects["psnr"]["low"] == ""
-    assert "mask_size" not in effects  # what was measured differs by design: not an effect
+    assert "mask_size" not in effects and "projection_gain_best_k" not in effects  # what or where was measured: not effects
 
 
 def test_a_sweep_ends_with_its_comparison(runs):
