@@ -106,6 +106,32 @@ def _plot(title: str, xlabel: str, ylabel: str, size: tuple[float, float] = (6.4
     return fig, ax
 
 
+def _group_styles(names: Sequence[str], groups: Mapping[str, Sequence[str]] | None) -> dict[str, tuple[str, str]]:
+    """Each curve's colour and legend label: a colour per curve, or with ``groups`` (``{setting:
+    [curve names]}``: a comparison's settings and their seeds) a colour and one legend entry per
+    setting, so that 15 runs of five settings read as five colours, not a cycle of ten."""
+    if not groups:
+        return {name: (f"C{k % 10}", name) for k, name in enumerate(names)}
+    styles = {}
+    for k, (group, members) in enumerate(groups.items()):
+        present = [name for name in members if name in names]
+        for i, name in enumerate(present):
+            label = "_" if i else (f"{group} ({len(present)} seeds)" if len(present) > 1 else group)
+            styles[name] = (f"C{k % 10}", label)
+    return styles
+
+
+WIDE = (9.2, 4.4)  # a one-axes figure with its legend beside it: the axes keep their width
+
+
+def _legend(fig: Figure, ax, outside: bool) -> None:
+    """The axes' legend inside it, or (a comparison's many settings) beside it, clear of the curves."""
+    if outside:
+        fig.legend(*ax.get_legend_handles_labels(), loc="outside right center", fontsize=SMALL, frameon=False)
+    else:
+        ax.legend(fontsize=SMALL)
+
+
 def _by_k(values: Mapping) -> tuple[np.ndarray, np.ndarray]:
     """``{k: value}`` (k may be a string, as in ``pca.summary()``) as sorted arrays, k > 0 only."""
     pairs = sorted((int(k), float(v)) for k, v in values.items() if int(k) > 0)
@@ -282,19 +308,24 @@ def fig_projections(originals, reconstructions, projections: Mapping[int, object
     return fig
 
 
-def fig_energy_captured(curves: Mapping[str, Mapping[int, float]], reference: bool = False) -> Figure:
+def fig_energy_captured(curves: Mapping[str, Mapping[int, float]], reference: bool = False,
+                        groups: Mapping[str, Sequence[str]] | None = None) -> Figure:
     """F6: mean energy of the reconstructions captured by the originals' top-k PCs (EC_k of equation 9,
     given as fractions, drawn in %) against k, one line per variant (e.g. "uncentred (authors' code)",
-    "centred"); ``reference`` adds the authors' CelebA (uncentred) points as stars."""
-    fig, ax = _plot("Energy captured by top-k PCs", "number of PCs k", "mean energy captured (%)")
+    "centred"); ``reference`` adds the authors' CelebA (uncentred) points as stars; ``groups`` as in
+    :func:`_group_styles`."""
+    fig, ax = _plot("Energy captured by top-k PCs", "number of PCs k", "mean energy captured (%)",
+                    size=WIDE if groups else (6.4, 4.4))
+    styles = _group_styles(list(curves), groups)
     for name, values in curves.items():
         ks, ec = _by_k(values)
-        ax.plot(ks, 100 * ec, marker="o", linewidth=2, label=name)
+        colour, label = styles[name]
+        ax.plot(ks, 100 * ec, marker="o", color=colour, linewidth=1.2 if groups else 2, label=label)
     if reference:
         ks, ec = _by_k(AUTHORS_ENERGY)
         ax.plot(ks, 100 * ec, linestyle="none", marker="*", markersize=15, color="black", label="authors, CelebA")
     _log_k(ax)
-    ax.legend(fontsize=SMALL)
+    _legend(fig, ax, outside=bool(groups))
     return fig
 
 
@@ -438,17 +469,21 @@ def fig_weight_maps(rows: Mapping[str, Mapping[str, object]], pixels: Mapping[st
 
 
 def fig_singular_values(spectra: Mapping[str, object], stats: Mapping[str, Mapping[str, float]] | None = None,
-                        title: str = "Singular values of A_y") -> Figure:
+                        title: str = "Singular values of A_y", groups: Mapping[str, Sequence[str]] | None = None) -> Figure:
     """Beyond the paper (Mohan et al.'s analysis): singular values of the Jacobian against their index,
     log scale, one line per model; ``stats`` (e.g. effective dimensionality, participation ratio) go in
-    the legend. The title should say whether the hole's columns were dropped."""
-    fig, ax = _plot(title, "index", "singular value")
+    the legend; ``groups`` as in :func:`_group_styles`. The title should say whether the hole's
+    columns were dropped."""
+    fig, ax = _plot(title, "index", "singular value", size=WIDE if groups else (6.4, 4.4))
+    styles = _group_styles(list(spectra), groups)
     for name, values in spectra.items():
         values = _as_numpy(values)
         extra = ", ".join(f"{STAT_NAMES.get(key, key)} {_number(v)}" for key, v in (stats or {}).get(name, {}).items())
-        ax.plot(np.arange(1, len(values) + 1), values, linewidth=2, label=f"{name} ({extra})" if extra else name)
+        colour, label = styles[name]
+        ax.plot(np.arange(1, len(values) + 1), values, color=colour, linewidth=1.2 if groups else 2,
+                label=f"{label} ({extra})" if extra and label != "_" else label)
     ax.set_yscale("log")
-    ax.legend(fontsize=SMALL)
+    _legend(fig, ax, outside=bool(groups))
     return fig
 
 
@@ -759,10 +794,12 @@ def comparison_figures(runs: Mapping[str, Results], settings: Mapping[str, Seque
     )
     energy = {label: r.summary["pca"]["energy_captured"]["uncentred"] for label, r in runs.items()}
     reference = all(r.summary["mask_size"] == 64 and r.summary["pca"]["grayscale"] for r in runs.values())
-    out["energy_captured"] = fig_energy_captured(energy, reference=reference)
+    groups = settings if 1 < len(settings) < len(runs) else None  # colour by setting where settings have seeds
+    out["energy_captured"] = fig_energy_captured(energy, reference=reference, groups=groups)
     spectra = {label: r.arrays["svd.singular_values"] for label, r in runs.items() if "svd.singular_values" in r.arrays}
     if spectra:
-        out["singular_values"] = fig_singular_values(spectra, title="Singular values of A_y by run")
+        title = "Singular values of A_y by setting (a line per seed)" if groups else "Singular values of A_y by run"
+        out["singular_values"] = fig_singular_values(spectra, title=title, groups=groups)
     poles = {setting: [runs[label].summary["sources"]["distance"] for label in labels if "sources" in runs[label].summary]
              for setting, labels in settings.items()}
     poles = {setting: found for setting, found in poles.items() if found}

@@ -231,6 +231,23 @@ def test_singular_values_log_scale_and_stats_in_legend(stats):
     assert labels == (["a", "b"] if stats is None else ["a (eff. dim 1234, PR 7.25)", "b"])
 
 
+def test_comparison_curves_coloured_by_setting():
+    """With a comparison's settings, a setting's seeds share one colour and one legend entry (beside
+    the axes), and settings differ: 15 runs would otherwise cycle through ten colours."""
+    groups = {"pca=none": ["none s0", "none s1", "none s2"], "pca=head": ["head s0", "head s1"]}
+    spectra = {name: np.logspace(1, -k, 40) for k, name in enumerate(n for g in groups.values() for n in g)}
+    energy = {name: {1: 0.9, 10: 0.95 + k / 100} for k, name in enumerate(spectra)}
+    for fig, extra in ((F.fig_singular_values(spectra, groups=groups), []),
+                       (F.fig_energy_captured(energy, reference=True, groups=groups), ["authors, CelebA"])):
+        ax = plot_axes(titled(fig))
+        colours = [line.get_color() for line in ax.lines[:5]]
+        assert len(set(colours[:3])) == 1 and len(set(colours[3:])) == 1 and colours[0] != colours[3]
+        assert ax.get_legend() is None
+        (legend,) = fig.legends
+        texts = [t.get_text() for t in legend.get_texts()]
+        assert texts == ["pca=none (3 seeds)", "pca=head (2 seeds)", *extra]
+
+
 @pytest.mark.parametrize("kind", ["mean", "abs"])
 def test_singular_vectors_one_row_each(kind):
     k = 3
